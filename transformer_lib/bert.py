@@ -1,0 +1,210 @@
+"""Lessons 09 and 12: an encoder-only (BERT-style) model built from the lesson-05 encoder.
+
+Legend: B batch, T sequence length, D = d_model, V vocabulary size.
+
+    ids (B, T) -> token + position (+ segment) embeddings -> LayerNorm -> Encoder -> (B, T, D)
+
+Differences from the encoder-decoder of lesson 07, all of which are configuration:
+learned positions instead of sinusoids, no sqrt(D) scaling of token vectors, a LayerNorm over
+the summed embeddings, exact (erf) GELU and LayerNorm eps 1e-12, post-LN layers. Every token
+attends to every other (no causal mask): the model sees both sides of each word.
+
+Masks are boolean, **True = may attend**.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .encoder import Encoder
+from .feed_forward import ACTIVATIONS, get_activation
+from .utils import check_tensor, count_parameters
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    """Hyper-parameters of a :class:`BertModel`, checked on construction.
+
+    ``type_vocab_size`` is the number of segments ("sentence A / sentence B"); 0 drops the
+    segment embedding.
+    """
+
+    vocab_size: int
+    d_model: int = 768
+    num_heads: int = 12
+    num_layers: int = 12
+    d_ff: int = 3072
+    max_len: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    norm_first: bool = False
+    pad_id: int = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
+            raise ValueError(f"type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ValueError(f"pad_id={self.pad_id} is not an id of the vocabulary (size {self.vocab_size})")
+
+    def replace(self, **changes) -> "BertConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def base(cls, vocab_size: int = 30522) -> "BertConfig":
+        """BERT-base: 12 layers, D = 768, 12 heads (about 110 M parameters)."""
+        return cls(vocab_size=vocab_size)
+
+    @classmethod
+    def tiny(cls, vocab_size: int, **changes) -> "BertConfig":
+        """A BERT small enough to pre-train on a laptop CPU in a minute."""
+        fields = dict(vocab_size=vocab_size, d_model=64, num_heads=4, num_layers=2, d_ff=256, max_len=64)
+        fields.update(changes)
+        return cls(**fields)
+
+
+class BertEmbeddings(nn.Module):
+    """Token + learned position (+ segment) embeddings, summed, then LayerNorm and dropout.
+
+    Shape:
+        ids ``(B, T)``, token_type_ids ``(B, T)`` or None -> ``(B, T, D)``.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        c = config
+        self.token = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.position = nn.Embedding(c.max_len, c.d_model)
+        self.token_type = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+        self.max_len = c.max_len
+
+    def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        T = ids.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"sequence length {T} is longer than max_len={self.max_len}")
+        x = self.token(ids) + self.position(torch.arange(T, device=ids.device))      # (B, T, D) + (T, D)
+        if self.token_type is not None:
+            if token_type_ids is None:
+                token_type_ids = torch.zeros_like(ids)
+            x = x + self.token_type(token_type_ids)                                    # (B, T, D)
+        return self.dropout(self.norm(x))
+
+
+def attention_mask_from(ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_id: int) -> torch.Tensor:
+    """Bool ``(B, 1, 1, T)`` key mask (True = may attend) from a ``(B, T)`` mask with 1/True at real
+    tokens (the convention of tokenizers), or from the padding in ``ids`` when none is given."""
+    if attention_mask is None:
+        keep = ids != pad_id
+    else:
+        if attention_mask.shape != ids.shape:
+            raise ValueError(f"attention_mask must have the shape of ids {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
+        keep = attention_mask.bool()
+    return keep[:, None, None, :]                                                      # (B, T) -> (B, 1, 1, T)
+
+
+class BertModel(nn.Module):
+    """The encoder-only backbone: embeddings, an :class:`~transformer_lib.encoder.Encoder`, and a pooler.
+
+    Args:
+        config: a :class:`BertConfig`.
+
+    Shape:
+        ``forward(ids (B, T), token_type_ids=None, attention_mask=None)`` -> ``(B, T, D)``.
+        ``attention_mask`` is ``(B, T)`` with 1/True at real tokens; by default padding
+        (``pad_id``) is masked.
+
+    ``pooled(hidden)`` is BERT's sentence vector: tanh(W h_[CLS] + b) of the first token.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.embeddings = BertEmbeddings(c)
+        self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout,
+                               norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
+        self.pooler = nn.Linear(c.d_model, c.d_model)
+
+    def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_tensor("ids", ids, ndim=2, floating=False)
+        mask = attention_mask_from(ids, attention_mask, self.config.pad_id)
+        return self.encoder(self.embeddings(ids, token_type_ids), mask)               # (B, T) -> (B, T, D)
+
+    def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(B, T, D) -> (B, D)``: the pooler applied to the first ([CLS]) token."""
+        return torch.tanh(self.pooler(hidden[:, 0]))
+
+    def attention_weights(self) -> list[torch.Tensor | None]:
+        """The last eval-mode self-attention weights ``(B, H, T, T)`` of every layer."""
+        return self.encoder.attention_weights()
+
+    def num_parameters(self) -> int:
+        return count_parameters(self)
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's masked-LM head: dense + activation + LayerNorm, then scores over the vocabulary
+    with the (tied) token embedding matrix. ``(B, T, D) -> (B, T, V)``."""
+
+    def __init__(self, config: BertConfig, embedding: nn.Embedding):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.activation = get_activation(config.activation)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.d_model, config.vocab_size)
+        self.decoder.weight = embedding.weight                                          # tied: (V, D)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(self.activation(self.dense(hidden))))            # (B, T, D) -> (B, T, V)
+
+
+class BertForMaskedLM(nn.Module):
+    """A :class:`BertModel` with the masked-LM head: logits ``(B, T, V)`` for every position."""
+
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.bert = BertModel(config)
+        self.head = MaskedLMHead(config, self.bert.embeddings.token)
+
+    def forward(self, ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
+        return self.head(self.bert(ids, token_type_ids, attention_mask))
+
+
+class BertClassifier(nn.Module):
+    """A :class:`BertModel` with a linear classifier on the pooled [CLS] vector: ``(B, num_labels)``.
+
+    Args:
+        bert: the (possibly pre-trained) backbone.
+        num_labels: number of classes.
+    """
+
+    def __init__(self, bert: BertModel, num_labels: int):
+        super().__init__()
+        self.bert = bert
+        self.dropout = nn.Dropout(bert.config.dropout)
+        self.classifier = nn.Linear(bert.config.d_model, num_labels)
+
+    def forward(self, ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
+        hidden = self.bert(ids, token_type_ids, attention_mask)
+        return self.classifier(self.dropout(self.bert.pooled(hidden)))                 # (B, D) -> (B, num_labels)

@@ -1,0 +1,27 @@
+"""Checks for lesson 00's warm-up exercise."""
+from __future__ import annotations
+
+import torch
+
+from ._core import call, exercise, expect_close
+
+__all__ = ["check_normalize_rows"]
+
+
+def normalize_rows(x: torch.Tensor) -> torch.Tensor:
+    """Divide every row of ``x`` (last dimension) by its sum, so each row sums to 1."""
+    return x / x.sum(dim=-1, keepdim=True)
+
+
+@exercise(reference=normalize_rows)
+def check_normalize_rows(fn):
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.rand(3, 5, generator=g) + 0.1, torch.rand(2, 3, 7, generator=g) + 0.1, torch.rand(1, 4, generator=g) + 0.1]
+    for x in cases:
+        got = call(fn, x.clone(), case=f"an input of shape {tuple(x.shape)}")
+        expect_close(got, normalize_rows(x), f"normalize_rows(x) for x of shape {tuple(x.shape)}", mistakes={
+            "it divides by the sum of each *column* (dim=0 or dim=-2): sum over the last dimension, dim=-1": x / x.sum(dim=-2, keepdim=True),
+            "it divides by the sum of the whole tensor: sum over the last dimension only, dim=-1": x / x.sum(),
+            "it divides by the row's largest value: divide by its sum": x / x.amax(dim=-1, keepdim=True),
+        }, hint="Each row should sum to 1: x / x.sum(dim=-1, keepdim=True).")
+    return len(cases)

@@ -1,0 +1,113 @@
+"""Lesson 06: the decoder layer and the decoder stack.
+
+Legend: B batch, T target length, S source (memory) length, D = d_model, H heads.
+
+A decoder layer has three sub-layers, each with a residual connection and a LayerNorm:
+
+1. masked self-attention over the target: the causal mask stops position t from seeing
+   positions after t, so training on a whole sentence at once cannot cheat;
+2. cross-attention: queries from the decoder, keys and values from the encoder's output
+   (the "memory"); this is where the output looks at the input;
+3. the position-wise feed-forward network.
+
+Masks are boolean, **True = may attend**: ``tgt_mask`` broadcastable to ``(B, H, T, T)``
+(causal, usually combined with target padding), ``memory_mask`` to ``(B, H, T, S)``
+(source padding).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .feed_forward import FeedForward
+from .kv_cache import LayerCache
+from .multi_head_attention import MultiHeadAttention
+from .utils import check_positive_int
+
+
+class DecoderLayer(nn.Module):
+    """Masked self-attention, cross-attention and feed-forward, with residuals and LayerNorms.
+
+    Args:
+        d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps: as for
+            :class:`~transformer_lib.encoder.EncoderLayer`.
+        cross_attention: ``False`` drops cross-attention (and ``norm2``): the block of a
+            decoder-only model such as GPT, called with ``memory=None``.
+
+    Shape:
+        x ``(B, T, D)``, memory ``(B, S, D)`` -> ``(B, T, D)``.
+
+    ``cache`` (a :class:`~transformer_lib.kv_cache.LayerCache`) makes the layer incremental:
+    ``x`` then holds only the new positions and earlier keys/values come from the cache.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
+                 norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
+                 cross_attention: bool = True):
+        super().__init__()
+        self.norm_first = bool(norm_first)
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout) if cross_attention else None
+        self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps) if cross_attention else None
+        self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+
+    def _self_attention(self, x, mask, cache):
+        out, _ = self.self_attn(x, x, x, mask=mask, need_weights=not self.training,
+                                cache=None if cache is None else cache.self_attn)
+        return self.dropout1(out)
+
+    def _cross_attention(self, x, memory, mask, cache):
+        out, _ = self.cross_attn(x, memory, memory, mask=mask, need_weights=not self.training,
+                                 cache=None if cache is None else cache.cross_attn)
+        return self.dropout2(out)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
+        if (memory is None) != (self.cross_attn is None):
+            raise ValueError("memory is required by a layer with cross-attention and must be None without it")
+        if self.norm_first:
+            x = x + self._self_attention(self.norm1(x), tgt_mask, cache)
+            if self.cross_attn is not None:
+                x = x + self._cross_attention(self.norm2(x), memory, memory_mask, cache)
+            return x + self.dropout3(self.feed_forward(self.norm3(x)))
+        x = self.norm1(x + self._self_attention(x, tgt_mask, cache))
+        if self.cross_attn is not None:
+            x = self.norm2(x + self._cross_attention(x, memory, memory_mask, cache))
+        return self.norm3(x + self.dropout3(self.feed_forward(x)))
+
+
+class Decoder(nn.Module):
+    """A stack of ``num_layers`` decoder layers (final LayerNorm when ``norm_first``);
+    ``cross_attention=False`` makes a decoder-only (GPT-style) stack.
+
+    Shape:
+        x ``(B, T, D)``, memory ``(B, S, D)`` -> ``(B, T, D)``.
+    """
+
+    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
+                 norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
+                 cross_attention: bool = True):
+        super().__init__()
+        check_positive_int("num_layers", num_layers)
+        self.layers = nn.ModuleList(
+            DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps, cross_attention)
+            for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
+                memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
+        if cache is not None and len(cache) != len(self.layers):
+            raise ValueError(f"cache has {len(cache)} layers, the decoder has {len(self.layers)}")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, memory, tgt_mask, memory_mask, None if cache is None else cache[i])
+        return x if self.norm is None else self.norm(x)
+
+    def attention_weights(self) -> dict[str, list[torch.Tensor | None]]:
+        """The last weights of every layer: ``{"self": [(B, H, T, T)...], "cross": [(B, H, T, S)...]}``."""
+        return {"self": [l.self_attn.last_weights for l in self.layers],
+                "cross": [None if l.cross_attn is None else l.cross_attn.last_weights for l in self.layers]}

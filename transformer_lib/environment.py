@@ -1,0 +1,90 @@
+"""Lesson 00: is everything the course needs installed, and in the right version?
+
+``check_environment()`` prints one line per requirement and, for anything missing or in
+another version, the command that fixes it. It compares with the pins in the course's
+``requirements.txt`` when it can find it (a checkout), else checks only that packages import.
+"""
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import platform
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+# distribution name -> import name, in the order they are reported
+PACKAGES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
+            "tqdm": "tqdm", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval"}
+FIX = "python course.py setup   (or: pip install -r requirements.txt)"
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_versions(requirements: Path | None = None) -> dict[str, str]:
+    """``{package: version}`` of the ``==`` pins in requirements.txt whose markers fit this Python."""
+    path = requirements or Path(__file__).resolve().parent.parent / "requirements.txt"
+    pins: dict[str, str] = {}
+    if not path.exists():
+        return pins
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(?:;\s*(.+))?$", line)
+        if not m:
+            continue
+        name, version, marker = m.groups()
+        if marker and not _marker_true(marker):
+            continue
+        pins[_norm(name)] = version
+    return pins
+
+
+def _marker_true(marker: str) -> bool:
+    """Evaluate the simple ``python_version <op> "X.Y"`` markers requirements.txt uses."""
+    m = re.fullmatch(r'python_version\s*(>=|<=|<|>|==)\s*"(\d+)\.(\d+)"', marker.strip())
+    if not m:
+        return True
+    op, want = m.group(1), (int(m.group(2)), int(m.group(3)))
+    have = sys.version_info[:2]
+    return {">=": have >= want, "<=": have <= want, "<": have < want, ">": have > want, "==": have == want}[op]
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment_report() -> list[tuple[bool, str]]:
+    """``[(ok, line), ...]``: one line per check, ``ok`` False where something needs fixing."""
+    rows: list[tuple[bool, str]] = []
+    py_ok = sys.version_info >= (3, 10)
+    rows.append((py_ok, f"Python {platform.python_version()}" + ("" if py_ok else " (3.10 or newer needed)")))
+    pins = pinned_versions()
+    for dist in PACKAGES:
+        have = _installed(dist)
+        want = pins.get(_norm(dist))
+        if have is None:
+            rows.append((False, f"{dist}: not installed -> {FIX}"))
+        elif want and have.split("+")[0] != want:
+            rows.append((False, f"{dist} {have}: the course is tested with {want} -> {FIX}"))
+        else:
+            rows.append((True, f"{dist} {have.split('+')[0]}"))
+    gpu = torch.cuda.is_available()
+    rows.append((True, f"PyTorch device: {'CUDA GPU (' + torch.cuda.get_device_name(0) + ')' if gpu else 'CPU'}"
+                       " - every lesson runs on a CPU"))
+    return rows
+
+
+def check_environment() -> None:
+    """Print the environment report: one line per requirement, and how to fix what is missing."""
+    rows = environment_report()
+    for ok, line in rows:
+        print(("✅ " if ok else "❌ ") + line)
+    bad = sum(not ok for ok, _ in rows)
+    print("All set: the course's packages are installed." if not bad else
+          f"{bad} problem(s) above: fix them, then restart the kernel (Kernel > Restart Kernel).")

@@ -1,0 +1,115 @@
+"""Lesson 04: multi-head attention.
+
+Legend: B batch, T query length, S key length, D = d_model, H heads, d_k = D / H.
+
+    head_h = Attention(X_q W_q^h, X_k W_k^h, X_v W_v^h)        h = 1..H
+    MultiHead(X_q, X_k, X_v) = Concat(head_1, ..., head_H) W_o
+
+The H small projections W_q^h (D x d_k) sit side by side in one D x D matrix, so one
+``nn.Linear(D, D)`` computes all heads at once; a reshape then gives each head its own slice.
+
+Masks are boolean, **True = may attend**, broadcastable to ``(B, H, T, S)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import check_attention_inputs, scaled_dot_product_attention
+from .kv_cache import KVCache
+from .utils import check_positive_int, check_probability, check_tensor
+
+
+def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """``(B, T, D) -> (B, H, T, d_k)``: give each head its own slice of the features."""
+    B, T, D = x.shape
+    if D % num_heads:
+        raise ValueError(f"feature size {D} is not divisible by num_heads={num_heads}")
+    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, d_k) -> (B, H, T, d_k)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, H, T, d_k) -> (B, T, D)``: concatenate the heads' outputs, the inverse of split_heads."""
+    B, H, T, d_k = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * d_k)  # (B, T, H, d_k) -> (B, T, D)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention of "Attention Is All You Need", batch first.
+
+    Args:
+        d_model: model size D; must be divisible by ``num_heads``.
+        num_heads: number of heads H; each works in d_k = D / H dimensions.
+        dropout: dropout on the attention weights during training.
+        bias: whether the four projections have biases.
+
+    Shape:
+        query ``(B, T, D)``, key and value ``(B, S, D)``, mask bool broadcastable to
+        ``(B, H, T, S)`` with **True = may attend** -> output ``(B, T, D)``,
+        weights ``(B, H, T, S)``.
+
+    After each forward that computed weights, ``last_weights`` holds them (detached), so a
+    notebook can draw every head without changing the model. With ``need_weights=False`` the
+    layer calls PyTorch's fused ``F.scaled_dot_product_attention`` (same result, faster) and
+    returns ``None`` as weights.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("num_heads", num_heads)
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}: "
+                             f"each head needs d_model / num_heads features")
+        self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
+        self.dropout = check_probability("dropout", dropout)
+        self.w_q = nn.Linear(d_model, d_model, bias=bias)
+        self.w_k = nn.Linear(d_model, d_model, bias=bias)
+        self.w_v = nn.Linear(d_model, d_model, bias=bias)
+        self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                mask: torch.Tensor | None = None, need_weights: bool = True,
+                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attend from ``query`` to ``key``/``value``.
+
+        Args:
+            query: ``(B, T, D)``.
+            key, value: ``(B, S, D)`` (the same tensor as ``query`` for self-attention).
+            mask: bool, broadcastable to ``(B, H, T, S)``, **True = may attend**.
+            need_weights: compute and return the ``(B, H, T, S)`` weights (explicit path);
+                ``False`` uses the fused kernel and returns ``None``.
+            cache: a :class:`KVCache` for incremental decoding; keys/values are taken from
+                and added to it (a static cache computes them from ``key``/``value`` once).
+
+        Returns:
+            ``(output (B, T, D), weights (B, H, T, S) or None)``.
+        """
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            check_tensor(name, x, ndim=3, floating=True)
+            if x.shape[-1] != self.d_model:
+                raise ValueError(f"{name} must be (B, length, d_model={self.d_model}), got shape {tuple(x.shape)}")
+        if key.shape[:2] != value.shape[:2]:
+            raise ValueError(f"key and value must have the same (B, S), got {tuple(key.shape)} and {tuple(value.shape)}")
+        q = split_heads(self.w_q(query), self.num_heads)                     # (B, T, D) -> (B, H, T, d_k)
+        if cache is not None and cache.static and cache.k is not None:
+            k, v = cache.k, cache.v                                         # memory's keys/values, computed once
+        else:
+            k = split_heads(self.w_k(key), self.num_heads)                   # (B, S, D) -> (B, H, S, d_k)
+            v = split_heads(self.w_v(value), self.num_heads)                 # (B, S, D) -> (B, H, S, d_k)
+            if cache is not None:
+                k, v = cache.update(k, v)                                   # (B, H, S_cached + S, d_k)
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
+            self.last_weights = weights.detach()
+        else:
+            check_attention_inputs(q, k, v, mask)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+            weights = self.last_weights = None
+        return self.w_o(merge_heads(out)), weights                          # (B, H, T, d_k) -> (B, T, D)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, num_heads={self.num_heads}, d_k={self.d_k}, dropout={self.dropout}"

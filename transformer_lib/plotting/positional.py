@@ -1,0 +1,2 @@
+"""Pictures for the positional lessons (filled in with the lesson)."""
+__all__: list[str] = []

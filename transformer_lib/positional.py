@@ -1,0 +1,139 @@
+"""Lesson 02: where is each token? Sinusoidal and learned positions.
+
+Legend: B batch, T sequence length, D = d_model.
+
+Attention alone treats its input as a set: permute the tokens and the outputs are permuted the
+same way. The model learns word order only from a position signal added to every token vector:
+
+    PE[pos, 2i]   = sin(pos / 10000^(2i / d_model))
+    PE[pos, 2i+1] = cos(pos / 10000^(2i / d_model))
+
+Each pair of dimensions (2i, 2i+1) is a point on a circle turning at its own frequency, so
+PE[pos + k] is PE[pos] rotated pair by pair: a fixed linear map of PE[pos] that depends on k only.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .utils import check_positive_int, check_probability, check_tensor
+
+
+def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """The ``(max_len, d_model)`` table of sinusoidal positional encodings.
+
+    Even columns hold sines, odd columns cosines, of ``pos / base^(2i / d_model)``. For an odd
+    ``d_model`` the last column is the sine of a last, unpaired frequency.
+
+    Args:
+        max_len: number of positions (rows).
+        d_model: size of each encoding (columns).
+        base: the wavelength base, 10000 in the paper.
+
+    Returns:
+        float32 tensor ``(max_len, d_model)`` with values in [-1, 1].
+    """
+    check_positive_int("max_len", max_len)
+    check_positive_int("d_model", d_model)
+    pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)            # (max_len, 1)
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float64)                  # (ceil(D/2),)
+    angle = pos / base ** (two_i / d_model)                                   # (max_len, ceil(D/2))
+    pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(angle)
+    pe[:, 1::2] = torch.cos(angle[:, : d_model // 2])
+    return pe.float()
+
+
+def rotation_for_offset(k: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """The ``(d_model, d_model)`` matrix M_k with PE[pos + k] = M_k @ PE[pos] for every pos.
+
+    It is block-diagonal: one 2x2 rotation by angle k * w_i for every frequency w_i (and a
+    plain 1 for the unpaired last column of an odd ``d_model``, where the identity does not
+    hold; the test and lesson use even sizes).
+    """
+    check_positive_int("d_model", d_model)
+    m = torch.zeros(d_model, d_model, dtype=torch.float64)
+    for i, two_i in enumerate(range(0, d_model - 1, 2)):
+        w = 1.0 / base ** (two_i / d_model)
+        c, s = math.cos(k * w), math.sin(k * w)
+        # (sin(a + b), cos(a + b)) = R(b) @ (sin a, cos a) with R(b) = [[cos b, sin b], [-sin b, cos b]]
+        m[two_i, two_i], m[two_i, two_i + 1] = c, s
+        m[two_i + 1, two_i], m[two_i + 1, two_i + 1] = -s, c
+    if d_model % 2:
+        m[-1, -1] = 1.0
+    return m.float()
+
+
+def _check_input(x: torch.Tensor, max_len: int, d_model: int) -> None:
+    check_tensor("x", x, ndim=3, floating=True)
+    if x.shape[-1] != d_model:
+        raise ValueError(f"x has {x.shape[-1]} features in its last dimension, expected d_model={d_model} (x is (B, T, D))")
+    if x.shape[1] > max_len:
+        raise ValueError(f"sequence length {x.shape[1]} is longer than max_len={max_len}; "
+                         f"build the module with a larger max_len")
+
+
+class PositionalEncoding(nn.Module):
+    """Add the sinusoidal table to a batch-first input, then apply dropout.
+
+    Args:
+        d_model: feature size D.
+        max_len: longest sequence supported.
+        dropout: dropout probability applied after the addition (0.1 in the paper).
+
+    Shape:
+        x ``(B, T, D)`` -> ``(B, T, D)``.
+
+    The table is a non-persistent buffer: it moves with ``.to(device)`` but is not saved in
+    the ``state_dict`` (it is recomputed from the formula).
+    """
+
+    def __init__(self, d_model: int, max_len: int = 5000, dropout: float = 0.0):
+        super().__init__()
+        self.d_model = check_positive_int("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
+        self.dropout = nn.Dropout(check_probability("dropout", dropout))
+        self.register_buffer("pe", sinusoidal_positional_encoding(max_len, d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Add positions ``offset .. offset+T-1`` (``offset`` > 0 when decoding with a cache)."""
+        _check_input(x, self.max_len - offset, self.d_model)
+        T = x.shape[1]
+        return self.dropout(x + self.pe[offset:offset + T].to(x.dtype))  # (B, T, D) + (T, D)
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, max_len={self.max_len}"
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """A trained vector per position (as in BERT and GPT), added to the input.
+
+    Args:
+        max_len: number of positions (the model cannot read longer sequences).
+        d_model: feature size D.
+        dropout: dropout after the addition.
+
+    Shape:
+        x ``(B, T, D)`` -> ``(B, T, D)``.
+    """
+
+    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0):
+        super().__init__()
+        self.max_len = check_positive_int("max_len", max_len)
+        self.d_model = check_positive_int("d_model", d_model)
+        self.embedding = nn.Embedding(max_len, d_model)
+        self.dropout = nn.Dropout(check_probability("dropout", dropout))
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self.embedding.weight
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        _check_input(x, self.max_len - offset, self.d_model)
+        positions = torch.arange(offset, offset + x.shape[1], device=x.device)  # (T,)
+        return self.dropout(x + self.embedding(positions))                     # (B, T, D) + (T, D)
+
+    def extra_repr(self) -> str:
+        return f"max_len={self.max_len}, d_model={self.d_model}"

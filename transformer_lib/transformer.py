@@ -1,0 +1,219 @@
+"""Lesson 07: the full encoder-decoder Transformer.
+
+Legend: B batch, S source length, T target length, D = d_model, V vocabulary size.
+
+    src ids (B, S) -> embed * sqrt(D) + positions -> Encoder -> memory (B, S, D)
+    tgt ids (B, T) -> embed * sqrt(D) + positions -> Decoder(memory) -> (B, T, D) -> generator -> logits (B, T, V)
+
+Masks are boolean, **True = may attend**. ``forward`` builds them itself from ``pad_id``:
+source padding for the encoder and for cross-attention, causal & target padding for the
+decoder's self-attention.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .decoder import Decoder
+from .embeddings import TokenEmbedding
+from .encoder import Encoder
+from .feed_forward import ACTIVATIONS
+from .kv_cache import LayerCache, cache_length, new_cache
+from .masks import padding_mask
+from .positional import LearnedPositionalEmbedding, PositionalEncoding
+from .utils import check_tensor, count_parameters
+
+POSITIONALS = ("sinusoidal", "learned")
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Every hyper-parameter of a :class:`Transformer`, checked on construction.
+
+    ``num_layers`` sets both stacks; ``num_encoder_layers`` / ``num_decoder_layers`` override
+    one of them. ``tie_weights`` makes the generator reuse the target embedding matrix;
+    ``share_embeddings`` makes source and target use one embedding (one shared vocabulary,
+    as in the paper).
+    """
+
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    num_heads: int = 8
+    num_layers: int = 6
+    num_encoder_layers: int | None = None
+    num_decoder_layers: int | None = None
+    d_ff: int = 2048
+    dropout: float = 0.1
+    norm_first: bool = False
+    activation: str = "relu"
+    layer_norm_eps: float = 1e-5
+    max_len: int = 512
+    positional: str = "sinusoidal"
+    tie_weights: bool = True
+    share_embeddings: bool = False
+    pad_id: int = 0
+
+    def __post_init__(self):
+        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
+            _positive(name, getattr(self, name))
+        for name in ("num_encoder_layers", "num_decoder_layers"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.positional not in POSITIONALS:
+            raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
+        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size={self.src_vocab_size} "
+                             f"and tgt_vocab_size={self.tgt_vocab_size}")
+        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
+            raise ValueError(f"pad_id must be an id in both vocabularies, got {self.pad_id!r}")
+
+    @property
+    def encoder_layers(self) -> int:
+        return self.num_layers if self.num_encoder_layers is None else self.num_encoder_layers
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.num_layers if self.num_decoder_layers is None else self.num_decoder_layers
+
+    def replace(self, **changes) -> "TransformerConfig":
+        """A copy with some fields changed (the config itself is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TransformerConfig":
+        return cls(**d)
+
+    @classmethod
+    def base(cls, vocab_size: int = 37000) -> "TransformerConfig":
+        """The base model of "Attention Is All You Need" (one shared, tied vocabulary)."""
+        return cls(src_vocab_size=vocab_size, tgt_vocab_size=vocab_size, d_model=512, num_heads=8,
+                   num_layers=6, d_ff=2048, dropout=0.1, tie_weights=True, share_embeddings=True)
+
+    @classmethod
+    def tiny(cls, src_vocab_size: int, tgt_vocab_size: int | None = None, **changes) -> "TransformerConfig":
+        """A model small enough to train on a laptop CPU in a minute or two."""
+        fields = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size or src_vocab_size,
+                      d_model=64, num_heads=4, num_layers=2, d_ff=256, dropout=0.1, max_len=128)
+        fields.update(changes)
+        return cls(**fields)
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _positions(config: TransformerConfig) -> nn.Module:
+    if config.positional == "sinusoidal":
+        return PositionalEncoding(config.d_model, config.max_len, config.dropout)
+    return LearnedPositionalEmbedding(config.max_len, config.d_model, config.dropout)
+
+
+def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
+    """Bool ``(B, 1, T, past + T)`` mask for the decoder's self-attention (True = may attend):
+    causal (query t sees keys up to ``past + t``) and no target padding among the new keys."""
+    T = tgt.shape[1]
+    causal = torch.ones(T, past + T, dtype=torch.bool, device=tgt.device).tril(diagonal=past)  # (T, past+T)
+    if past:
+        return causal[None, None]                                   # cached keys hold no padding
+    return causal & padding_mask(tgt, pad_id)                       # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
+
+
+class Transformer(nn.Module):
+    """The encoder-decoder Transformer of "Attention Is All You Need", batch first.
+
+    Args:
+        config: a :class:`TransformerConfig`.
+
+    Shape:
+        ``forward(src (B, S), tgt (B, T))`` -> logits ``(B, T, tgt_vocab_size)``, where
+        ``tgt`` is the decoder input (the target shifted right, starting with ``<bos>``).
+    """
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.src_embed = TokenEmbedding(c.src_vocab_size, c.d_model)
+        self.tgt_embed = self.src_embed if c.share_embeddings else TokenEmbedding(c.tgt_vocab_size, c.d_model)
+        self.src_pos = _positions(c)
+        self.tgt_pos = self.src_pos if c.positional == "sinusoidal" else _positions(c)
+        layer_args = dict(d_model=c.d_model, num_heads=c.num_heads, d_ff=c.d_ff, dropout=c.dropout,
+                          norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
+        self.encoder = Encoder(c.encoder_layers, **layer_args)
+        self.decoder = Decoder(c.decoder_layers, **layer_args)
+        self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
+        self._init_weights()
+        if c.tie_weights:
+            self.generator.weight = self.tgt_embed.embedding.weight    # one (V, D) matrix, two uses
+
+    def _init_weights(self) -> None:
+        """Xavier-uniform for every matrix, as in the Annotated Transformer and nn.Transformer."""
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Source ids ``(B, S)`` -> memory ``(B, S, D)``. ``src_mask`` defaults to source padding."""
+        check_tensor("src", src, ndim=2, floating=False)
+        if src_mask is None:
+            src_mask = padding_mask(src, self.config.pad_id)                    # (B, 1, 1, S)
+        return self.encoder(self.src_pos(self.src_embed(src)), src_mask)         # (B, S) -> (B, S, D)
+
+    def decode(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
+               memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
+        """Target ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``.
+
+        ``tgt_mask`` defaults to causal & target padding; pass the source padding mask as
+        ``memory_mask``. With a ``cache`` (see :meth:`new_cache`), ``tgt`` holds only the new
+        tokens: their positions continue after the cached ones.
+        """
+        check_tensor("tgt", tgt, ndim=2, floating=False)
+        past = cache_length(cache)
+        if tgt_mask is None:
+            tgt_mask = decoder_self_mask(tgt, self.config.pad_id, past)
+        x = self.tgt_pos(self.tgt_embed(tgt), offset=past)                       # (B, T) -> (B, T, D)
+        return self.decoder(x, memory, tgt_mask, memory_mask, cache)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, T, V)`` for every position of the decoder input ``tgt``."""
+        src_mask = padding_mask(check_tensor("src", src, ndim=2, floating=False), self.config.pad_id)
+        memory = self.encode(src, src_mask)
+        return self.generator(self.decode(tgt, memory, memory_mask=src_mask))   # (B, T, D) -> (B, T, V)
+
+    def new_cache(self) -> list[LayerCache]:
+        """An empty key/value cache for incremental decoding with :meth:`decode`."""
+        return new_cache(len(self.decoder.layers), cross=True)
+
+    def attention_weights(self) -> dict[str, list[torch.Tensor | None]]:
+        """Every head's weights from the last eval-mode forward pass:
+        ``{"encoder": [(B, H, S, S)] * N, "decoder": [(B, H, T, T)] * N, "cross": [(B, H, T, S)] * N}``."""
+        dec = self.decoder.attention_weights()
+        return {"encoder": self.encoder.attention_weights(), "decoder": dec["self"], "cross": dec["cross"]}
+
+    def num_parameters(self) -> int:
+        """Number of parameters, tied matrices counted once."""
+        return count_parameters(self)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"d_model={c.d_model}, num_heads={c.num_heads}, layers={c.encoder_layers}+{c.decoder_layers}, "
+                f"d_ff={c.d_ff}, norm_first={c.norm_first}, positional={c.positional!r}, "
+                f"tie_weights={c.tie_weights}, share_embeddings={c.share_embeddings}, "
+                f"parameters={self.num_parameters():,}")
