@@ -1,0 +1,43 @@
+"""The two requirement lists (local and Binder) agree, and every pin is exact."""
+from __future__ import annotations
+
+import re
+
+from conftest import ROOT
+
+CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
+
+
+def requirement_lines(path):
+    """Lines of a requirements file with `-r` includes expanded and comments dropped."""
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("-r "):
+            lines += requirement_lines((path.parent / line[3:].strip()).resolve())
+        else:
+            lines.append(line)
+    return lines
+
+
+def test_every_requirement_is_pinned_exactly():
+    for line in requirement_lines(ROOT / "requirements.txt"):
+        if line.startswith("-"):
+            continue
+        assert re.match(r"^[A-Za-z0-9_.\-]+==[0-9][^;\s]*(\s*;\s*python_version [<>=]+ \"3\.\d+\")?$", line), line
+    assert "torch==2.13.0" in requirement_lines(ROOT / "requirements.txt")
+
+
+def test_binder_installs_the_same_pins_with_cpu_only_torch():
+    local = requirement_lines(ROOT / "requirements.txt")
+    binder = requirement_lines(ROOT / "binder" / "requirements.txt")
+    assert sorted(binder) == sorted(local)
+    assert CPU_INDEX in binder
+
+
+def test_binder_opens_lesson_00_and_installs_the_package():
+    readme = (ROOT / "README.md").read_text()
+    assert "mybinder.org/v2/gh/" in readme and "urlpath=lab/tree/notebooks/00_start_here.ipynb" in readme
+    assert "-e ." in requirement_lines(ROOT / "binder" / "requirements.txt")
