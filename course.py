@@ -87,7 +87,8 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "lab":
         say("opening JupyterLab at notebooks/00_start_here.ipynb (stop it with Ctrl+C)")
-        return subprocess.call([str(python), "-m", "jupyter", "lab", "notebooks/00_start_here.ipynb", *rest])
+        root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # e.g. in a container
+        return subprocess.call([str(python), "-m", "jupyter", "lab", "notebooks/00_start_here.ipynb", *root, *rest])
     if command == "test":
         return subprocess.call([str(python), "-m", "pytest", *rest])
     if command == "notebooks":
