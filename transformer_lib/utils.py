@@ -11,9 +11,30 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Number of CPU threads every lesson uses. Results of float reductions depend on the
-#: thread count, so fixing it makes stored notebook outputs reproducible (nbval).
+#: Number of CPU threads every lesson uses (fewer where fewer CPUs are usable). Results of
+#: float reductions depend on the thread count, so fixing it makes stored notebook outputs
+#: reproducible (nbval); the course's targets are for 2 cores.
 NUM_THREADS = 2
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its CPU affinity, capped by a container's CPU quota
+    (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``, as on Binder)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    for quota_file, period_file in (("/sys/fs/cgroup/cpu.max", None),
+                                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")):
+        try:
+            fields = open(quota_file).read().split()
+            quota, period = (fields[0], fields[1]) if period_file is None else (fields[0], open(period_file).read().strip())
+            if quota not in ("max", "-1"):
+                n = min(n, max(1, int(int(quota) / int(period))))
+            break
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(1, n)
 
 
 def seed_everything(seed: int = 0, threads: int | None = NUM_THREADS) -> None:
@@ -21,8 +42,10 @@ def seed_everything(seed: int = 0, threads: int | None = NUM_THREADS) -> None:
 
     Args:
         seed: the seed for ``random``, ``numpy.random`` and ``torch``.
-        threads: CPU threads for PyTorch (``None`` leaves the current setting). The same
-            seed with the same thread count gives bit-identical results on the same machine.
+        threads: CPU threads for PyTorch, capped by :func:`usable_cpus` (more threads than
+            CPUs make PyTorch's threads wait for each other); ``None`` leaves the current
+            setting. The same seed with the same thread count gives bit-identical results on
+            the same machine.
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
@@ -30,7 +53,7 @@ def seed_everything(seed: int = 0, threads: int | None = NUM_THREADS) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if threads is not None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(max(1, min(threads, usable_cpus())))
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

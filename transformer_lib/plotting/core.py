@@ -54,7 +54,7 @@ def heatmap(matrix, x_labels: Sequence[str] | None = None, y_labels: Sequence[st
         raise ValueError(f"heatmap draws a 2-D matrix, got shape {m.shape}")
     if ax is None:
         _, ax = plt.subplots()
-    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     for labels, set_ticks, set_labels, n in ((x_labels, ax.set_xticks, ax.set_xticklabels, m.shape[1]),
                                              (y_labels, ax.set_yticks, ax.set_yticklabels, m.shape[0])):
         if labels is not None:
@@ -99,7 +99,7 @@ def plot_attention_heads(weights, query_tokens: Sequence[str] | None = None, key
     for l in range(L):
         for h in range(H):
             ax = axes[l, h]
-            ax.imshow(w[l, h], cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=1.0, aspect="auto")
+            ax.imshow(w[l, h], cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
             ax.set_title(f"head {h}" if L == 1 else f"{(layer_names or [f'layer {i}' for i in range(L)])[l]}, head {h}",
                          fontsize=9)
             show_y, show_x = h == 0, l == L - 1
