@@ -20,6 +20,25 @@ from torch import nn
 
 from .utils import check_positive_int, check_probability, check_tensor
 
+__all__ = ["sinusoidal_positional_encoding", "rotation_for_offset", "PositionalEncoding",
+           "LearnedPositionalEmbedding"]
+
+
+def _check_base(base) -> float:
+    if isinstance(base, bool) or not isinstance(base, (int, float)):
+        raise TypeError(f"base must be a number (10000.0 in the paper), got {type(base).__name__}")
+    if not base > 1.0 or not math.isfinite(base):
+        raise ValueError(f"base must be a finite number greater than 1 (10000.0 in the paper), got {base}")
+    return float(base)
+
+
+def _check_offset(offset) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int):
+        raise TypeError(f"offset must be an int (the position of the first token), got {type(offset).__name__}")
+    if offset < 0:
+        raise ValueError(f"offset must be >= 0 (the position of the first token), got {offset}")
+    return offset
+
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """The ``(max_len, d_model)`` table of sinusoidal positional encodings.
@@ -37,6 +56,7 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 100
     """
     check_positive_int("max_len", max_len)
     check_positive_int("d_model", d_model)
+    base = _check_base(base)
     pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)            # (max_len, 1)
     two_i = torch.arange(0, d_model, 2, dtype=torch.float64)                  # (ceil(D/2),)
     angle = pos / base ** (two_i / d_model)                                   # (max_len, ceil(D/2))
@@ -49,29 +69,54 @@ def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 100
 def rotation_for_offset(k: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
     """The ``(d_model, d_model)`` matrix M_k with PE[pos + k] = M_k @ PE[pos] for every pos.
 
-    It is block-diagonal: one 2x2 rotation by angle k * w_i for every frequency w_i (and a
-    plain 1 for the unpaired last column of an odd ``d_model``, where the identity does not
-    hold; the test and lesson use even sizes).
+    With w_i = 1 / base^(2i / d_model), the pair (PE[pos, 2i], PE[pos, 2i+1]) is
+    (sin(pos w_i), cos(pos w_i)); the angle-addition formulas give
+
+        sin((pos + k) w_i) =  cos(k w_i) sin(pos w_i) + sin(k w_i) cos(pos w_i)
+        cos((pos + k) w_i) = -sin(k w_i) sin(pos w_i) + cos(k w_i) cos(pos w_i)
+
+    so M_k is block-diagonal with one 2x2 block [[cos, sin], [-sin, cos]](k w_i) per pair.
+    It depends on k only, never on pos. ``k`` may be negative (M_{-k} is the inverse, M_k^T).
+
+    Args:
+        k: the offset, an int.
+        d_model: an even size (with an odd size the last column, a sine, has no cosine
+            partner, and no such matrix exists).
+        base: the wavelength base, 10000 in the paper.
+
+    Returns:
+        float32 tensor ``(d_model, d_model)``.
     """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int offset, got {type(k).__name__}")
     check_positive_int("d_model", d_model)
+    base = _check_base(base)
+    if d_model % 2:
+        raise ValueError(f"d_model must be even, got d_model={d_model}: the last column of an odd-sized "
+                         f"table is a sine without its cosine partner, so no fixed matrix maps PE[pos] to PE[pos + k]")
     m = torch.zeros(d_model, d_model, dtype=torch.float64)
-    for i, two_i in enumerate(range(0, d_model - 1, 2)):
+    for two_i in range(0, d_model, 2):
         w = 1.0 / base ** (two_i / d_model)
         c, s = math.cos(k * w), math.sin(k * w)
         # (sin(a + b), cos(a + b)) = R(b) @ (sin a, cos a) with R(b) = [[cos b, sin b], [-sin b, cos b]]
         m[two_i, two_i], m[two_i, two_i + 1] = c, s
         m[two_i + 1, two_i], m[two_i + 1, two_i + 1] = -s, c
-    if d_model % 2:
-        m[-1, -1] = 1.0
     return m.float()
 
 
-def _check_input(x: torch.Tensor, max_len: int, d_model: int) -> None:
+def _check_input(x: torch.Tensor, max_len: int, d_model: int, offset: int) -> None:
     check_tensor("x", x, ndim=3, floating=True)
     if x.shape[-1] != d_model:
-        raise ValueError(f"x has {x.shape[-1]} features in its last dimension, expected d_model={d_model} (x is (B, T, D))")
-    if x.shape[1] > max_len:
-        raise ValueError(f"sequence length {x.shape[1]} is longer than max_len={max_len}; "
+        raise ValueError(f"x has {x.shape[-1]} features in its last dimension, expected d_model={d_model} "
+                         f"(x is batch first, (B, T, D)), got shape {tuple(x.shape)}")
+    _check_offset(offset)
+    T = x.shape[1]
+    if offset + T > max_len:
+        if offset:
+            what = f"positions {offset}..{offset + T - 1} (offset {offset}, length {T}) do not fit"
+        else:
+            what = f"sequence length {T} is longer than"
+        raise ValueError(f"{what} max_len={max_len} (the table has positions 0..{max_len - 1}); "
                          f"build the module with a larger max_len")
 
 
@@ -99,7 +144,7 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Add positions ``offset .. offset+T-1`` (``offset`` > 0 when decoding with a cache)."""
-        _check_input(x, self.max_len - offset, self.d_model)
+        _check_input(x, self.max_len, self.d_model, offset)
         T = x.shape[1]
         return self.dropout(x + self.pe[offset:offset + T].to(x.dtype))  # (B, T, D) + (T, D)
 
@@ -131,7 +176,7 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.embedding.weight
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        _check_input(x, self.max_len - offset, self.d_model)
+        _check_input(x, self.max_len, self.d_model, offset)
         positions = torch.arange(offset, offset + x.shape[1], device=x.device)  # (T,)
         return self.dropout(x + self.embedding(positions))                     # (B, T, D) + (T, D)
 

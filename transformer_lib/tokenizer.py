@@ -17,6 +17,10 @@ from typing import Iterable, Sequence
 
 import torch
 
+from .utils import check_positive_int
+
+__all__ = ["Tokenizer", "split_words", "PAD", "UNK", "BOS", "EOS", "SPECIALS"]
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIALS = (PAD, UNK, BOS, EOS)
 LEVELS = ("char", "word")
@@ -49,6 +53,9 @@ class Tokenizer:
         if isinstance(tokens, str):
             raise TypeError("tokens must be a sequence of token strings, got one str; "
                             "use Tokenizer.from_corpus([...]) to build a vocabulary from text")
+        bad = [t for t in tokens if not isinstance(t, str) or not t]
+        if bad:
+            raise TypeError(f"every token must be a non-empty str, got {bad[0]!r} ({type(bad[0]).__name__})")
         ordinary = [t for t in tokens if t not in SPECIALS]
         if len(set(ordinary)) != len(ordinary):
             dupes = sorted(t for t, n in Counter(ordinary).items() if n > 1)
@@ -65,6 +72,7 @@ class Tokenizer:
             raise TypeError("texts must be an iterable of strings, got a single str: wrap it in a list")
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+        check_positive_int("min_freq", min_freq)
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(list(text) if level == "char" else split_words(text))
@@ -75,8 +83,9 @@ class Tokenizer:
         return len(self.itos)
 
     def __repr__(self) -> str:
-        shown = ", ".join(repr(t) for t in self.itos[len(SPECIALS):len(SPECIALS) + 8])
-        return f"Tokenizer(level={self.level!r}, size={len(self)}, tokens=[{shown}, ...])"
+        ordinary = self.itos[len(SPECIALS):]
+        shown = ", ".join(repr(t) for t in ordinary[:8]) + (", ..." if len(ordinary) > 8 else "")
+        return f"Tokenizer(level={self.level!r}, size={len(self)}, tokens=[{shown}])"
 
     pad_id = property(lambda self: self.stoi[PAD])
     unk_id = property(lambda self: self.stoi[UNK])

@@ -1,2 +1,125 @@
-"""Checks for the embeddings exercises (filled in with the lesson)."""
-__all__: list[str] = []
+"""Checks for lesson 01's exercises: one-hot lookup, scaled embedding, cosine similarity."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..embeddings import cosine_similarity, one_hot_lookup, scaled_embedding
+from ._core import CheckFailed, call, exercise, expect_close, fail
+
+__all__ = ["check_one_hot_lookup", "check_scaled_embedding", "check_cosine_similarity"]
+
+
+def call_diagnosing(fn: Callable, *args, case: str = "", raising: dict[str, Callable] | None = None):
+    """Like :func:`call`, but when ``fn`` raises, look for a typical mistake that raises the very
+    same error on these arguments and name it. ``raising`` maps a diagnosis in words to a
+    function with that mistake."""
+    __tracebackhide__ = True
+    try:
+        return call(fn, *args, case=case)
+    except CheckFailed as failed:
+        error = failed.__cause__
+        if error is None:
+            raise
+        for message, wrong in (raising or {}).items():
+            try:
+                wrong(*args)
+            except type(error) as same:
+                if str(same) == str(error):
+                    raise CheckFailed(f"your function raised {type(error).__name__} on {case}: {message}") from error
+            except Exception:  # noqa: BLE001 - a different error: not this mistake
+                pass
+        raise
+
+
+def _ids(g: torch.Generator, shape: tuple[int, ...], low: int, high: int) -> torch.Tensor:
+    return torch.randint(low, high, shape, generator=g)
+
+
+# ---------------------------------------------------------------- one_hot_lookup
+@exercise(reference=one_hot_lookup)
+def check_one_hot_lookup(fn):
+    g = torch.Generator().manual_seed(1)
+    # (ids, V, D): a square table first (so a transposed table gives a wrong value, not an error),
+    # ids that miss the largest id (so F.one_hot without num_classes gives too short vectors)
+    cases = [(_ids(g, (5,), 0, 7), 7, 7), (_ids(g, (2, 5), 0, 8), 11, 6), (torch.tensor([[3, 0, 3]]), 4, 9)]
+    for ids, V, D in cases:
+        weight = torch.randn(V, D, generator=g)
+        case = f"ids of shape {tuple(ids.shape)} and weight of shape ({V}, {D})"
+        got = call_diagnosing(fn, ids.clone(), weight.clone(), case=case, raising={
+            "F.one_hot(ids) without num_classes makes vectors only max(ids) + 1 long; "
+            "pass num_classes=weight.shape[0] (the vocabulary size V)":
+                lambda i, w: F.one_hot(i).float() @ w,
+            "the one-hot vectors have d_model entries; they need one entry per token of the "
+            "vocabulary: num_classes=weight.shape[0]":
+                lambda i, w: F.one_hot(i, w.shape[1]).float() @ w,
+            "the product is in the wrong order: one_hot (..., V) @ weight (V, D)":
+                lambda i, w: w @ F.one_hot(i, w.shape[0]).float(),
+            "F.one_hot returns integers (int64); convert it with .float() (or .to(weight.dtype)) "
+            "before multiplying":
+                lambda i, w: F.one_hot(i, w.shape[0]) @ w,
+        })
+        one_hot = F.one_hot(ids, V).float()                                 # (..., V)
+        mistakes = {
+            "it scales the vectors by sqrt(d_model): that comes later (TokenEmbedding), here "
+            "return the plain rows": weight[ids] * math.sqrt(D),
+        }
+        if V == D:                                                          # same shape, wrong values
+            mistakes["it picks columns of the table (one_hot @ weight.T): row i of weight is token i's "
+                     "vector, multiply one_hot @ weight"] = one_hot @ weight.T
+            mistakes["it returns the one-hot vectors themselves: multiply them by weight"] = one_hot
+        expect_close(got, weight[ids], f"one_hot_lookup for {case}", mistakes=mistakes)
+    return len(cases)
+
+
+# ---------------------------------------------------------------- scaled_embedding
+@exercise(reference=scaled_embedding)
+def check_scaled_embedding(fn):
+    g = torch.Generator().manual_seed(2)
+    cases = [(_ids(g, (2, 5), 0, 11), 11, 6), (_ids(g, (1, 3), 0, 5), 5, 16), (_ids(g, (7,), 0, 3), 3, 12)]
+    for ids, V, D in cases:
+        weight = torch.randn(V, D, generator=g) / math.sqrt(D)
+        rows = weight[ids]
+        case = f"ids of shape {tuple(ids.shape)} and weight of shape ({V}, {D})"
+        got = call(fn, ids.clone(), weight.clone(), case=case)
+        expect_close(got, rows * math.sqrt(D), f"scaled_embedding for {case}", mistakes={
+            "the vectors are not scaled: multiply the looked-up rows by math.sqrt(d_model)": rows,
+            f"the vectors are multiplied by d_model={D}, not by its square root": rows * D,
+            "the vectors are divided by sqrt(d_model): multiply instead": rows / math.sqrt(D),
+            f"the scale uses the vocabulary size V={V}; use d_model = weight.shape[1] = {D}": rows * math.sqrt(V),
+        })
+    return len(cases)
+
+
+# ---------------------------------------------------------------- cosine_similarity
+@exercise(reference=cosine_similarity)
+def check_cosine_similarity(fn):
+    g = torch.Generator().manual_seed(3)
+    # (N, M, D): a square case so that a transposed result or the wrong norm axis keeps its shape
+    cases = [(5, 7, 3), (4, 4, 4), (1, 6, 5)]
+    for N, M, D in cases:
+        a = torch.randn(N, D, generator=g) * 3
+        b = torch.randn(M, D, generator=g) + 0.5
+        a[0] = 2.5 * b[-1]                                  # one pair with cosine exactly 1
+        case = f"a of shape ({N}, {D}) and b of shape ({M}, {D})"
+        got = call(fn, a.clone(), b.clone(), case=case)
+        expected = cosine_similarity(a, b)
+        a_len, b_len = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
+        expect_close(got, expected, f"cosine_similarity for {case}", atol=1e-5, mistakes={
+            "it is the plain dot product a @ b.T: divide by the lengths |a_n| |b_m| too": a @ b.T,
+            "only a is normalised: divide b's rows by their length as well": (a / a_len) @ b.T,
+            "only b is normalised: divide a's rows by their length as well": a @ (b / b_len).T,
+            "the lengths are taken over the wrong axis (each column, dim=0): a vector's length is "
+            "over its features, norm(dim=-1, keepdim=True)":
+                (a / a.norm(dim=0, keepdim=True)) @ (b / b.norm(dim=0, keepdim=True)).T,
+            "it divides by the squared lengths: use the norms |a_n| = sqrt(sum of squares)":
+                (a / a_len ** 2) @ (b / b_len ** 2).T,
+            "the result is transposed: row n should compare a[n] with every row of b, (N, M)":
+                ((a / a_len) @ (b / b_len).T).T,
+        })
+        if got.abs().max() > 1 + 1e-4:
+            fail(f"cosine similarities must lie in [-1, 1], got {got.abs().max().item():.3g} on {case}")
+    return len(cases)
