@@ -14,6 +14,8 @@ import torch
 
 from .utils import check_positive_int, check_tensor
 
+__all__ = ["causal_mask", "padding_mask", "to_torch_mask", "from_torch_mask"]
+
 
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """Bool ``(T, T)`` lower-triangular mask: query ``i`` may attend to keys ``0..i`` only.
@@ -44,10 +46,18 @@ def to_torch_mask(mask: torch.Tensor) -> torch.Tensor:
     """Convert our mask (True = may attend) to ``nn.MultiheadAttention``'s (True = blocked).
 
     The pitfall: passing our mask to ``nn.MultiheadAttention`` unchanged silently blocks
-    exactly the keys that should be seen.
+    exactly the keys that should be seen (and a query that may see every key then sees none,
+    which PyTorch turns into NaN). No error is raised: the shapes are right, only the meaning
+    is inverted.
+
+    Example:
+        >>> ours = causal_mask(3)            # True = may attend
+        >>> theirs = to_torch_mask(ours)     # True = blocked, for nn.MultiheadAttention(attn_mask=...)
     """
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        raise TypeError("to_torch_mask expects a bool mask with True = may attend")
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"to_torch_mask expects a bool tensor with True = may attend, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"to_torch_mask expects a bool mask with True = may attend, got dtype {mask.dtype}")
     return ~mask
 
 

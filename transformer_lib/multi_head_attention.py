@@ -20,19 +20,58 @@ from .attention import check_attention_inputs, scaled_dot_product_attention
 from .kv_cache import KVCache
 from .utils import check_positive_int, check_probability, check_tensor
 
+__all__ = ["split_heads", "merge_heads", "multi_head_attention_forward", "MultiHeadAttention"]
+
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """``(B, T, D) -> (B, H, T, d_k)``: give each head its own slice of the features."""
+    """``(B, T, D) -> (B, H, T, d_k)``: give each head its own slice of the features.
+
+    Head ``h`` gets the contiguous block of features ``h * d_k : (h + 1) * d_k`` of every
+    token, which is what the columns ``h * d_k : (h + 1) * d_k`` of ``w_q``'s output hold.
+
+    Args:
+        x: ``(B, T, D)``, contiguous (the output of an ``nn.Linear`` is).
+        num_heads: H; ``D`` must be divisible by it.
+    """
+    if x.dim() != 3:
+        raise ValueError(f"split_heads expects (B, T, D), got shape {tuple(x.shape)}")
     B, T, D = x.shape
     if D % num_heads:
-        raise ValueError(f"feature size {D} is not divisible by num_heads={num_heads}")
-    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, d_k) -> (B, H, T, d_k)
+        raise ValueError(f"feature size D={D} is not divisible by num_heads={num_heads}")
+    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, D) -> (B, T, H, d_k) -> (B, H, T, d_k)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(B, H, T, d_k) -> (B, T, D)``: concatenate the heads' outputs, the inverse of split_heads."""
+    if x.dim() != 4:
+        raise ValueError(f"merge_heads expects (B, H, T, d_k), got shape {tuple(x.shape)}")
     B, H, T, d_k = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * d_k)  # (B, T, H, d_k) -> (B, T, D)
+    return x.transpose(1, 2).reshape(B, T, H * d_k)  # (B, H, T, d_k) -> (B, T, H, d_k) -> (B, T, D)
+
+
+def multi_head_attention_forward(mha: "MultiHeadAttention", query: torch.Tensor, key: torch.Tensor,
+                                 value: torch.Tensor, mask: torch.Tensor | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward pass of ``mha`` written out as a plain function (lesson 04's exercise).
+
+    Project, split into heads, attend in every head at once, merge the heads, project with W^O:
+
+        head_h = Attention(query W_q^h, key W_k^h, value W_v^h),  output = Concat(head_1..head_H) W_o
+
+    Args:
+        mha: a :class:`MultiHeadAttention` whose ``w_q, w_k, w_v, w_o`` and ``num_heads`` are used.
+        query: ``(B, T, D)``; key, value: ``(B, S, D)``.
+        mask: bool, broadcastable to ``(B, H, T, S)``, **True = may attend**.
+
+    Returns:
+        ``(output (B, T, D), weights (B, H, T, S))``; equal to ``mha(query, key, value, mask)``
+        in eval mode.
+    """
+    q = split_heads(mha.w_q(query), mha.num_heads)   # (B, T, D) -> (B, H, T, d_k)
+    k = split_heads(mha.w_k(key), mha.num_heads)     # (B, S, D) -> (B, H, S, d_k)
+    v = split_heads(mha.w_v(value), mha.num_heads)   # (B, S, D) -> (B, H, S, d_k)
+    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, H, T, d_k), (B, H, T, S)
+    return mha.w_o(merge_heads(out)), weights        # (B, H, T, d_k) -> (B, T, D)
 
 
 class MultiHeadAttention(nn.Module):

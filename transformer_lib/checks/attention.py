@@ -1,2 +1,376 @@
-"""Checks for the attention exercises (filled in with the lesson)."""
-__all__: list[str] = []
+"""Checks for lesson 03's exercises: attention scores, softmax, scaled dot-product attention.
+
+Each check runs the learner's function on tiny tensors of odd, pairwise different sizes
+(B=2, H=3, T=5, S=7, d_k=4, d_v=6), with masks, a fully masked query, a batch of 1 and T=1,
+and compares with the reference in :mod:`transformer_lib.attention`. When the result is wrong
+it recomputes what the typical mistakes would give (no scaling, scaling by d_k or by the wrong
+length, scaling after the softmax, softmax over the wrong axis, mask ignored or inverted, ...)
+and names the one that matches.
+
+Masks are bool with **True = may attend**.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import contextlib
+
+import torch
+
+from ..attention import attention_scores, scaled_dot_product_attention, softmax
+from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
+
+__all__ = ["check_attention_scores", "check_softmax", "check_scaled_dot_product_attention"]
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Run a check's tiny tensors on one thread: on a busy machine, waking a second thread for
+    every small operation costs milliseconds each; the results do not change."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+TRANSPOSE_HINT = ("did you forget to transpose k? q (..., T, d_k) times k^T (..., d_k, S) gives the "
+                  "(..., T, S) scores: use k.transpose(-2, -1) (k.T reverses *all* dimensions of a batch)")
+
+
+def _randn(g: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.randn(*shape, generator=g).to(dtype)
+
+
+def _call(fn: Callable, *args, case: str, **kwargs):
+    """``call`` plus a hint for the shape errors a missing transpose causes."""
+    __tracebackhide__ = True
+    try:
+        return call(fn, *args, case=case, **kwargs)
+    except AssertionError as e:
+        text = str(e)
+        if any(words in text for words in ("cannot be multiplied", "must match the size", "size of tensor",
+                                           "batch2 tensor", "dimension other than 2")):
+            raise type(e)(f"{text}\n   Hint: {TRANSPOSE_HINT}") from e.__cause__
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# exercise 1: the scores
+
+
+@exercise(reference=attention_scores)
+def check_attention_scores(fn):
+    """Check ``fn(q, k) -> (..., T, S)`` scores ``q k^T / sqrt(d_k)``."""
+    with _one_thread():
+        g = torch.Generator().manual_seed(3)
+        cases = [  # (q shape, k shape): odd sizes; S == d_k in the second so a missing transpose runs
+            ((2, 3, 5, 4), (2, 3, 7, 4)),
+            ((2, 5, 4), (2, 4, 4)),
+            ((1, 1, 9), (1, 6, 9)),
+            ((7, 16), (3, 16)),
+        ]
+        for q_shape, k_shape in cases:
+            q, k = _randn(g, *q_shape), _randn(g, *k_shape)
+            case = f"q {q_shape} and k {k_shape}"
+            got = _call(fn, q.clone(), k.clone(), case=case)
+            expected = attention_scores(q, k)
+            T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
+            what = f"the score matrix for {case}"
+            if isinstance(got, torch.Tensor) and got.shape[:-2] == expected.shape[:-2] and got.shape[-2:] == (S, T) \
+                    and T != S:
+                fail(f"{what} has shape {tuple(got.shape)}, the transpose of (..., T, S) = {tuple(expected.shape)}: "
+                     f"you computed k q^T. Rows must be queries and columns keys: q @ k.transpose(-2, -1)")
+            raw = q @ k.transpose(-2, -1)
+            mistakes = {
+                f"the scores are not scaled: divide q k^T by √d_k = √{d_k}": raw,
+                f"the scores are divided by d_k = {d_k} instead of √d_k = {math.sqrt(d_k):.3g}: use math.sqrt(d_k)": raw / d_k,
+                f"the scores are divided by √T, the number of queries (q.shape[-2] = {T}); scale by the feature size "
+                f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(T),
+                f"the scores are divided by √S, the number of keys (k.shape[-2] = {S}); scale by the feature size "
+                f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(S),
+                f"the scores are multiplied by √d_k instead of divided by it": raw * math.sqrt(d_k),
+                "the scores are cosine similarities (q and k normalised to length 1): attention uses the plain dot product "
+                "q k^T, scaled by 1/√d_k": torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(k, dim=-1).transpose(-2, -1),
+            }
+            if S == d_k:
+                mistakes[f"k is not transposed (q @ k): {TRANSPOSE_HINT}"] = q @ k / math.sqrt(d_k)
+                mistakes[f"k is not transposed and not scaled: use q @ k.transpose(-2, -1) / math.sqrt(d_k)"] = q @ k
+            expect_tensor(got, expected.shape, what)
+            if not close(got, expected) and not any(close(got, m) for m in mistakes.values()):
+                ratio = (raw.abs().sum() / got.double().abs().sum()).item() if got.abs().sum() > 0 else 0.0
+                if ratio > 0 and close(got * ratio, raw, atol=1e-4):
+                    fail(f"{what} is q k^T divided by {ratio:.4g}; divide by √d_k = {math.sqrt(d_k):.4g} instead "
+                         f"(d_k = q.shape[-1], the feature size of a query)")
+            expect_close(got, expected, what, mistakes=mistakes,
+                         hint="Expected q @ k.transpose(-2, -1) / math.sqrt(d_k).")
+        return len(cases)
+
+
+# --------------------------------------------------------------------------------------------
+# exercise 2: softmax
+
+
+@exercise(reference=softmax)
+def check_softmax(fn):
+    """Check ``fn(x) -> softmax over the last dimension``, stable for large and tiny scores."""
+    with _one_thread():
+        g = torch.Generator().manual_seed(4)
+        cases = [
+            ("scores of shape (2, 3, 5, 7)", _randn(g, 2, 3, 5, 7)),
+            ("a (1, 1) score", _randn(g, 1, 1)),
+            ("a (3, 6) score matrix whose rows are shifted copies of each other", torch.tensor([[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]]).repeat(3, 1)
+             + torch.arange(3.0)[:, None] * 0.5),
+            ("large scores (around 1000) of shape (4, 5)", 1000.0 + 5 * _randn(g, 4, 5)),
+            ("rows of very different size: one around 0, one around -2000, shape (2, 5)",
+             torch.stack([_randn(g, 5), -2000.0 + _randn(g, 5)])),
+        ]
+        for what_case, x in cases:
+            original = x.clone()
+            got = call(fn, x, case=what_case)
+            if not torch.equal(x, original):
+                fail(f"your function changed its input in place on {what_case} (e.g. x -= ... or x.exp_()): "
+                     f"compute new tensors, the caller still needs its scores")
+            expected = softmax(original)
+            what = f"softmax of {what_case}"
+            expect_tensor(got, expected.shape, what)
+            if not torch.isfinite(got).all():
+                if "different size" in what_case:
+                    fail(f"{what} contains NaN or inf: subtract each row's *own* maximum "
+                         f"(x.amax(dim=-1, keepdim=True)), not one maximum for the whole tensor: exp(-2000) "
+                         f"underflows to 0, and 0 / 0 is NaN")
+                fail(f"{what} contains NaN or inf: exp of large (or very negative) scores overflows (underflows). "
+                     f"Subtract each row's maximum first: exp(x - max) / sum(exp(x - max)) is the same softmax "
+                     f"and never overflows")
+            mistakes = {
+                "it is normalised over the wrong axis: each row (the last dimension, dim=-1) must sum to 1":
+                    softmax(original, dim=-2) if original.dim() > 1 else original,
+                "it is normalised over the whole tensor: normalise each row separately (sum over dim=-1 with "
+                "keepdim=True)": torch.exp(original - original.max()) / torch.exp(original - original.max()).sum(),
+                "exp is missing: softmax divides exp(x) by the row's sum of exp(x), not x by the sum of x":
+                    original / original.sum(dim=-1, keepdim=True),
+                "it is not normalised: divide exp(x - max) by its sum over the row":
+                    torch.exp(original - original.amax(dim=-1, keepdim=True)),
+                    "this is log_softmax: take exp(x - max) / sum(exp(x - max))": torch.log_softmax(original, dim=-1),
+            }
+            expect_close(got, expected, what, mistakes=mistakes,
+                         hint="Expected exp(x - max) / exp(x - max).sum(dim=-1, keepdim=True), max over dim=-1.")
+        return len(cases)
+
+
+# --------------------------------------------------------------------------------------------
+# exercise 3: the whole of scaled dot-product attention
+
+
+def _attention(q, k, v, mask=None, *, divisor: float | None = None, after_softmax: str = "", dim: int = -1,
+               mask_mode: str = "fill", zero_masked: bool = True, transpose_k: bool = True):
+    """Scaled dot-product attention with a switchable mistake; returns ``(output, weights)``.
+
+    Args:
+        divisor: what the scores are divided by (``None``: √d_k).
+        after_softmax: ``"weights"`` divides the weights by √d_k after the softmax, ``"output"``
+            divides the output, instead of the scores.
+        dim: the softmax axis.
+        mask_mode: ``"fill"`` (right), ``"ignore"``, ``"invert"``, ``"multiply"`` (scores * mask),
+            ``"after"`` (weights * mask after the softmax, not renormalised).
+        zero_masked: give masked keys zero weight after the softmax (else a fully masked row
+            gets uniform weights).
+        transpose_k: ``False`` computes ``q @ k``.
+    """
+    d_k = q.shape[-1]
+    scale = math.sqrt(d_k)
+    raw = (q.double() @ (k.double().transpose(-2, -1) if transpose_k else k.double()))
+    scores = raw / (divisor if divisor is not None else scale) if not after_softmax else raw
+    allowed = None if mask is None or mask_mode == "ignore" else (~mask if mask_mode == "invert" else mask)
+    if allowed is not None and mask_mode == "multiply":
+        scores = scores * allowed
+    elif allowed is not None and mask_mode != "after":
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+    weights = torch.softmax(scores, dim=dim)
+    if allowed is not None and mask_mode == "after":
+        weights = weights * allowed
+    elif allowed is not None and zero_masked:
+        weights = weights.masked_fill(~allowed, 0.0)
+    if after_softmax == "weights":
+        weights = weights / scale
+    out = weights @ v.double()
+    if after_softmax == "output":
+        out = out / scale
+    return out, weights
+
+
+def _mistakes(q, k, v, mask) -> list[tuple[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """(diagnosis, (output, weights) that the mistake gives) for every typical mistake on this case."""
+    T, S, d_k, d_v = q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]
+    sq = math.sqrt(d_k)
+    m = [
+        (f"the scores are not scaled: divide q k^T by √d_k = √{d_k} before the softmax",
+         _attention(q, k, v, mask, divisor=1.0)),
+        (f"the scores are divided by d_k = {d_k} instead of √d_k = {sq:.3g}: use math.sqrt(d_k)",
+         _attention(q, k, v, mask, divisor=float(d_k))),
+        (f"the scores are scaled by the wrong length: √T (the number of queries, {T}); scale by √d_k, "
+         f"the feature size q.shape[-1] = {d_k}", _attention(q, k, v, mask, divisor=math.sqrt(T))),
+        (f"the scores are scaled by the wrong length: √S (the number of keys, {S}); scale by √d_k, "
+         f"the feature size q.shape[-1] = {d_k}", _attention(q, k, v, mask, divisor=math.sqrt(S))),
+        (f"the scores are scaled by √d_v = √{d_v} (v's feature size); scale by √d_k = √{d_k} (q's and k's)",
+         _attention(q, k, v, mask, divisor=math.sqrt(d_v))),
+        ("the scores are multiplied by √d_k instead of divided by it", _attention(q, k, v, mask, divisor=1 / sq)),
+        ("the scaling comes after the softmax (the weights were divided by √d_k, so they no longer sum to 1): "
+         "divide the *scores* by √d_k, then take the softmax", _attention(q, k, v, mask, after_softmax="weights")),
+        ("the scaling comes after the softmax (the output was divided by √d_k): divide the *scores* by √d_k, "
+         "then take the softmax", _attention(q, k, v, mask, after_softmax="output")),
+        ("the softmax is over the wrong axis: each query's weights over the keys (dim=-1) must sum to 1, "
+         "not each key's weights over the queries (dim=-2)", _attention(q, k, v, mask, dim=-2)),
+    ]
+    if q.dim() >= 3:
+        m.append(("the softmax is over the wrong axis (a batch or head axis): use dim=-1, the keys",
+                  _attention(q, k, v, mask, dim=0)))
+        if q.dim() >= 4:
+            m.append(("the softmax is over the wrong axis (dim=1, the heads): use dim=-1, the keys",
+                      _attention(q, k, v, mask, dim=1)))
+    if mask is not None:
+        m += [
+            ("the mask is ignored: fill the scores of blocked keys (mask == False) with a very negative number "
+             "before the softmax", _attention(q, k, v, mask, mask_mode="ignore")),
+            ("the mask is inverted: True means *may attend*, so block where the mask is False "
+             "(scores.masked_fill(~mask, ...))", _attention(q, k, v, mask, mask_mode="invert")),
+            ("the mask is inverted and fully blocked rows are not zeroed: True means *may attend*, so block "
+             "where the mask is False (scores.masked_fill(~mask, ...))",
+             _attention(q, k, v, mask, mask_mode="invert", zero_masked=False)),
+            ("the scores were multiplied by the mask: a score of 0 still gets weight. Fill blocked scores with "
+             "a very negative number (torch.finfo(scores.dtype).min) before the softmax",
+             _attention(q, k, v, mask, mask_mode="multiply", zero_masked=False)),
+            ("the scores were multiplied by the mask: a score of 0 still gets weight, so zeroing the blocked "
+             "weights afterwards leaves rows that do not sum to 1. Fill blocked scores with a very negative "
+             "number (torch.finfo(scores.dtype).min) before the softmax",
+             _attention(q, k, v, mask, mask_mode="multiply")),
+            ("the mask is applied after the softmax, so the weights of a query no longer sum to 1: fill the "
+             "blocked *scores* before the softmax", _attention(q, k, v, mask, mask_mode="after")),
+            ("a query whose keys are all masked gets uniform weights 1/S: such a query must get zero weights "
+             "and a zero output. After the softmax, set the weights of blocked keys to 0 "
+             "(weights.masked_fill(~mask, 0.0))", _attention(q, k, v, mask, zero_masked=False)),
+        ]
+    if S == d_k:
+        m.append((f"k is not transposed (q @ k): {TRANSPOSE_HINT}", _attention(q, k, v, mask, transpose_k=False)))
+    return m
+
+
+def _estimated_divisor(weights: torch.Tensor, raw: torch.Tensor) -> float | None:
+    """If ``weights == softmax(raw / c)`` for some constant c, return c (else ``None``)."""
+    lw = torch.log(weights.double().clamp_min(1e-300))
+    lw = lw - lw.mean(dim=-1, keepdim=True)
+    r = raw.double() - raw.double().mean(dim=-1, keepdim=True)
+    denom = (r * r).sum()
+    if denom <= 0:
+        return None
+    c = ((lw * r).sum() / denom).item()
+    if c <= 0 or (lw - c * r).abs().max().item() > 1e-3:
+        return None
+    return 1.0 / c
+
+
+def _expect_attention(got, q, k, v, mask, case: str, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Compare the learner's ``(output, weights)`` with the reference and diagnose a mistake."""
+    __tracebackhide__ = True
+    exp_out, exp_w = scaled_dot_product_attention(q.double(), k.double(), v.double(), mask=mask)
+    if not isinstance(got, (tuple, list)) or len(got) != 2:
+        fail(f"on {case} your function should return a pair (output, weights), got {describe(got)}")
+    out, w = got
+    T, S = exp_w.shape[-2:]
+    if isinstance(w, torch.Tensor) and T != S and tuple(w.shape) == tuple(exp_w.shape[:-2]) + (S, T):
+        fail(f"on {case} the weights have shape {tuple(w.shape)}, the transpose of (..., T, S) = "
+             f"{tuple(exp_w.shape)}: did you compute k q^T? Rows must be queries: q @ k.transpose(-2, -1)")
+    expect_tensor(w, exp_w.shape, f"on {case} the weights")
+    expect_tensor(out, exp_out.shape, f"on {case} the output")
+    for name, x in (("weights", w), ("output", out)):
+        if torch.isnan(x).any():
+            if mask is not None and not mask.expand(exp_w.shape).any(dim=-1).all():
+                fail(f"on {case} the {name} contain NaN in the query whose keys are all masked. A row of "
+                     f"-inf scores gives softmax 0/0 = NaN: fill blocked scores with torch.finfo(scores.dtype).min "
+                     f"(or -inf and then replace the NaN), and set the weights of blocked keys to 0 after the "
+                     f"softmax, so that such a query gets zero weights and a zero output")
+            fail(f"on {case} the {name} contain NaN")
+    mistakes = _mistakes(q, k, v, mask)
+    w_ok = close(w, exp_w, atol=atol, rtol=rtol)
+    out_ok = close(out, exp_out, atol=atol, rtol=rtol)
+    if w_ok and out_ok:
+        return
+    for message, (m_out, m_w) in mistakes:      # the mistake that explains both results
+        if close(w, m_w, atol=atol, rtol=rtol) and close(out, m_out, atol=atol, rtol=rtol):
+            fail(f"on {case}, {message}")
+    if not w_ok:
+        for message, (_, m_w) in mistakes:       # ... or at least the weights
+            if close(w, m_w, atol=atol, rtol=rtol):
+                fail(f"on {case} the weights are wrong: {message}")
+        sums = w.double().sum(dim=-1)
+        expected_sums = exp_w.sum(dim=-1)
+        if not torch.allclose(sums, expected_sums, atol=1e-3):
+            fail(f"on {case} the weights of each query should sum to 1 over the keys (the last dimension); "
+                 f"yours sum to values between {sums.min().item():.3g} and {sums.max().item():.3g}")
+        if mask is None:
+            divisor = _estimated_divisor(w, q.double() @ k.double().transpose(-2, -1))
+            if divisor is not None and abs(divisor - math.sqrt(q.shape[-1])) > 1e-3:
+                fail(f"on {case} the weights are softmax(q k^T / {divisor:.3g}), but they should be "
+                     f"softmax(q k^T / √d_k) = softmax(q k^T / {math.sqrt(q.shape[-1]):.3g}): check your scaling")
+        err = (w.double() - exp_w).abs().max().item()
+        fail(f"on {case} the weights are wrong (largest difference from the reference: {err:.3g}). "
+             f"Expected softmax(q k^T / √d_k) with blocked keys filled before the softmax.")
+    err = (out.double() - exp_out).abs().max().item()
+    fail(f"on {case} the weights are right but the output is wrong (largest difference: {err:.3g}): "
+         f"the output is the weighted sum of the values, weights @ v")
+
+
+def _attention_cases() -> list[tuple[str, tuple]]:
+    g = torch.Generator().manual_seed(5)
+    B, H, T, S, d_k, d_v = 2, 3, 5, 7, 4, 6
+    pad = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    pad[0, ..., 5:] = False                                 # sequence 0: 5 real keys, 2 padding
+    pad[1, ..., 3:] = False                                 # sequence 1: 3 real keys, 4 padding
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    holes = torch.rand(T, S, generator=g) < 0.6
+    holes[:, 0] = True                                      # every query may see key 0 ...
+    holes[2] = False                                        # ... except query 2, which may see nothing
+    one = torch.tensor([[[True, False, True, True, False, True, False]]])
+    cases = [
+        (f"q ({B}, {H}, {T}, {d_k}), k ({B}, {H}, {S}, {d_k}), v ({B}, {H}, {S}, {d_v}) without a mask",
+         (_randn(g, B, H, T, d_k), _randn(g, B, H, S, d_k), _randn(g, B, H, S, d_v), None)),
+        (f"the same sizes with a padding mask of shape {tuple(pad.shape)}",
+         (_randn(g, B, H, T, d_k), _randn(g, B, H, S, d_k), _randn(g, B, H, S, d_v), pad)),
+        (f"self-attention (T = S = {T}) with a causal mask of shape {tuple(causal.shape)}",
+         (_randn(g, B, H, T, d_k), _randn(g, B, H, T, d_k), _randn(g, B, H, T, d_v), causal)),
+        (f"a ({T}, {S}) mask in which query 2 may attend to no key at all",
+         (_randn(g, B, H, T, d_k), _randn(g, B, H, S, d_k), _randn(g, B, H, S, d_v), holes)),
+        ("3-D inputs q (2, 5, 4), k (2, 4, 4), v (2, 4, 6) without heads",
+         (_randn(g, 2, 5, 4), _randn(g, 2, 4, 4), _randn(g, 2, 4, 6), None)),
+        ("a batch of 1 with a single query: q (1, 1, 8), k (1, 7, 8), v (1, 7, 3), mask (1, 1, 7)",
+         (_randn(g, 1, 1, 8), _randn(g, 1, 7, 8), _randn(g, 1, 7, 3), one)),
+    ]
+    return cases
+
+
+@exercise(reference=scaled_dot_product_attention)
+def check_scaled_dot_product_attention(fn):
+    """Check ``fn(q, k, v, mask=None) -> (output, weights)`` against the reference."""
+    with _one_thread():
+        cases = _attention_cases()
+        for case, (q, k, v, mask) in cases:
+            got = _call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case)
+            _expect_attention(got, q, k, v, mask, case)
+        # float16: a -1e9 fill overflows, a -inf fill gives NaN in the fully masked row
+        case, (q, k, v, mask) = cases[3]
+        q, k, v = q.half(), k.half(), v.half()
+        case = "float16 inputs (" + case + ")"
+        try:
+            got = call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case)
+        except AssertionError as e:
+            if "overflow" in str(e):
+                raise type(e)(f"{e}\n   Hint: -1e9 does not fit in float16 (its largest number is 65504): fill with "
+                              f"torch.finfo(scores.dtype).min, which fits every dtype") from e.__cause__
+            raise
+        if isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(x, torch.Tensor) for x in got) \
+                and any(x.dtype != torch.float16 for x in got):
+            fail(f"on {case} the result should stay float16, got {got[0].dtype} and {got[1].dtype}")
+        _expect_attention(got, q, k, v, mask, case, atol=1e-2, rtol=1e-2)
+        return len(cases) + 1
