@@ -16,13 +16,15 @@ Masks are boolean, **True = may attend**: ``tgt_mask`` broadcastable to ``(B, H,
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
 from .feed_forward import FeedForward
 from .kv_cache import LayerCache
 from .multi_head_attention import MultiHeadAttention
-from .utils import check_positive_int
+from .utils import check_positive_int, check_tensor
 
 
 class DecoderLayer(nn.Module):
@@ -111,3 +113,32 @@ class Decoder(nn.Module):
         """The last weights of every layer: ``{"self": [(B, H, T, T)...], "cross": [(B, H, T, S)...]}``."""
         return {"self": [l.self_attn.last_weights for l in self.layers],
                 "cross": [None if l.cross_attn is None else l.cross_attn.last_weights for l in self.layers]}
+
+
+@torch.no_grad()
+def leaks_future(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, atol: float = 1e-6) -> bool:
+    """Does ``fn`` let an output position see later input positions? (The no-peeking test.)
+
+    For every position t, the inputs *after* t are replaced by random values; if any output at
+    positions ``0..t`` changes by more than ``atol``, information flows from the future to the
+    past and the function leaks. Random values, not a constant shift: LayerNorm removes a
+    constant added to every feature, which would hide the leak of a pre-LN layer.
+
+    Args:
+        fn: maps ``(B, T, D)`` to ``(B, T, D)``, e.g. ``lambda x: layer(x, None, causal_mask(T))``.
+        x: an input ``(B, T, D)`` (not modified).
+        atol: the largest change that still counts as "unchanged" (float rounding).
+
+    Returns:
+        ``True`` if some output depends on a later input, ``False`` otherwise.
+    """
+    check_tensor("x", x, ndim=3, floating=True)
+    reference = fn(x)                                                   # (B, T, D)
+    generator = torch.Generator().manual_seed(0)
+    for t in range(x.shape[1] - 1):
+        changed = x.clone()
+        future = changed[:, t + 1:]                                     # (B, T - t - 1, D), a view
+        future.copy_(torch.randn(future.shape, generator=generator, dtype=x.dtype))
+        if not torch.allclose(fn(changed)[:, :t + 1], reference[:, :t + 1], atol=atol, rtol=0.0):
+            return True
+    return False

@@ -25,9 +25,27 @@ ACTIVATIONS = {
 
 def get_activation(name: str):
     """The activation function called ``name`` (one of ``ACTIVATIONS``)."""
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]
+
+
+def feed_forward(x: torch.Tensor, w_1: torch.Tensor, b_1: torch.Tensor, w_2: torch.Tensor, b_2: torch.Tensor,
+                 activation: str = "relu") -> torch.Tensor:
+    """The paper's FFN written with its own matrices: ``activation(x W_1 + b_1) W_2 + b_2``.
+
+    Args:
+        x: ``(..., D)``; every position (every vector along the last dimension) goes through
+            the same network on its own.
+        w_1: ``(D, d_ff)``, b_1: ``(d_ff,)``, w_2: ``(d_ff, D)``, b_2: ``(D,)``. Vectors are rows,
+            so these are the *transposes* of ``nn.Linear``'s ``weight`` (``linear1.weight.T``).
+        activation: ``"relu"`` (the paper), ``"gelu"`` or ``"gelu_tanh"``.
+
+    Returns:
+        ``(..., D)``.
+    """
+    hidden = get_activation(activation)(x @ w_1 + b_1)   # (..., D) @ (D, d_ff) -> (..., d_ff)
+    return hidden @ w_2 + b_2                           # (..., d_ff) @ (d_ff, D) -> (..., D)
 
 
 class FeedForward(nn.Module):

@@ -13,7 +13,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .utils import check_positive_int
+from .utils import check_positive_int, check_tensor
+
+
+def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise every vector along the last dimension, then scale by ``gamma`` and shift by ``beta``.
+
+    Args:
+        x: ``(..., D)`` input; each ``x[..., :]`` (one token) is normalised on its own.
+        gamma: ``(D,)`` gain, beta: ``(D,)`` bias (learned; 1 and 0 at initialisation).
+        eps: added to the variance inside the square root, so a constant vector gives 0, not NaN.
+
+    Returns:
+        ``(..., D)``: each vector with mean ``beta`` and standard deviation about ``|gamma|``.
+    """
+    mean = x.mean(dim=-1, keepdim=True)                        # (..., D) -> (..., 1)
+    var = x.var(dim=-1, keepdim=True, correction=0)            # (..., 1), biased: divide by D
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
 
 
 class LayerNorm(nn.Module):
@@ -30,16 +46,17 @@ class LayerNorm(nn.Module):
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
+            raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.eps = float(eps)
         self.weight = nn.Parameter(torch.ones(d_model))   # gamma
         self.bias = nn.Parameter(torch.zeros(d_model))    # beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] != self.d_model:
+        check_tensor("x", x, floating=True)
+        if x.dim() == 0 or x.shape[-1] != self.d_model:
             raise ValueError(f"last dimension must be d_model={self.d_model}, got shape {tuple(x.shape)}")
-        mean = x.mean(dim=-1, keepdim=True)                        # (..., 1)
-        var = x.var(dim=-1, keepdim=True, unbiased=False)          # (..., 1), biased
-        return self.weight * (x - mean) / torch.sqrt(var + self.eps) + self.bias
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, eps={self.eps}"

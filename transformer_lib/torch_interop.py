@@ -14,6 +14,8 @@ Two differences to remember when comparing:
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -120,9 +122,11 @@ def torch_decoder_layer_like(ours: DecoderLayer) -> nn.TransformerDecoderLayer:
 def torch_transformer_like(ours: Transformer) -> nn.Transformer:
     """A fresh ``nn.Transformer`` with the sizes of ``ours`` and its weights copied."""
     c = ours.config
-    theirs = nn.Transformer(c.d_model, c.num_heads, c.encoder_layers, c.decoder_layers, c.d_ff, c.dropout,
-                            activation=_torch_activation(c.activation), layer_norm_eps=c.layer_norm_eps,
-                            batch_first=True, norm_first=c.norm_first)
+    with warnings.catch_warnings():      # "enable_nested_tensor is True, but ...": its fast path is off, fine
+        warnings.filterwarnings("ignore", message="enable_nested_tensor", category=UserWarning)
+        theirs = nn.Transformer(c.d_model, c.num_heads, c.encoder_layers, c.decoder_layers, c.d_ff, c.dropout,
+                                activation=_torch_activation(c.activation), layer_norm_eps=c.layer_norm_eps,
+                                batch_first=True, norm_first=c.norm_first)
     return copy_transformer(ours, theirs)
 
 

@@ -73,6 +73,9 @@ class TransformerConfig:
             raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
         if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        for name in ("norm_first", "tie_weights", "share_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size={self.src_vocab_size} "
                              f"and tgt_vocab_size={self.tgt_vocab_size}")
@@ -122,6 +125,32 @@ def _positions(config: TransformerConfig) -> nn.Module:
     if config.positional == "sinusoidal":
         return PositionalEncoding(config.d_model, config.max_len, config.dropout)
     return LearnedPositionalEmbedding(config.max_len, config.d_model, config.dropout)
+
+
+def count_transformer_parameters(config: TransformerConfig) -> int:
+    """The number of parameters of ``Transformer(config)``, by formula (each tensor counted once).
+
+    Per part, with D = d_model and bias vectors included:
+
+    * multi-head attention: four D x D matrices and four biases, ``4 (D^2 + D)``;
+    * feed-forward: ``D d_ff + d_ff + d_ff D + D``;
+    * LayerNorm: gamma and beta, ``2 D``;
+    * encoder layer: attention + FFN + 2 LayerNorms; decoder layer: 2 attentions + FFN + 3
+      LayerNorms; pre-LN stacks add one final LayerNorm each;
+    * embeddings ``V D`` (one table when shared), learned positions ``max_len D`` per side
+      (the sinusoidal table is a buffer, not a parameter), the generator ``D V + V`` (only the
+      bias ``V`` when its matrix is tied to the target embedding).
+    """
+    c, D = config, config.d_model
+    attention = 4 * (D * D + D)
+    ffn = D * c.d_ff + c.d_ff + c.d_ff * D + D
+    norm = 2 * D
+    encoder = c.encoder_layers * (attention + ffn + 2 * norm) + (norm if c.norm_first else 0)
+    decoder = c.decoder_layers * (2 * attention + ffn + 3 * norm) + (norm if c.norm_first else 0)
+    embeddings = c.src_vocab_size * D + (0 if c.share_embeddings else c.tgt_vocab_size * D)
+    positions = 2 * c.max_len * D if c.positional == "learned" else 0
+    generator = (0 if c.tie_weights else D * c.tgt_vocab_size) + c.tgt_vocab_size
+    return embeddings + positions + encoder + decoder + generator
 
 
 def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
