@@ -49,6 +49,8 @@ def test_scores_accept_correct_versions(fn, capsys):
     (lambda q, k: q @ k / math.sqrt(q.shape[-1]), "transpose k"),                              # raises on (T, d_k) @ (S, d_k)
     pytest.param(lambda q, k: q @ k.T / math.sqrt(q.shape[-1]), "transpose",                  # .T on a 4-D tensor
                  marks=pytest.mark.filterwarnings("ignore:The use of `x.T`")),
+    (lambda q, k: q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), r"transpose the wrong axes"),  # wrong pair of axes
+    (lambda q, k: None, "forget the `return` statement"),
 ])
 def test_scores_reject_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -106,6 +108,11 @@ def in_place_softmax(x):
     (global_max_softmax, "each row's \\*own\\* maximum"),
     (in_place_softmax, "in place"),
     (lambda x: torch.softmax(x, dim=-1)[..., :-1], "should have shape"),
+    (lambda x: torch.softmax(x, dim=0), r"wrong axis \(dim=0\)"),
+    (lambda x: torch.softmax(x, dim=1), r"wrong axis \(dim=1\)"),
+    (lambda x: torch.exp(x - x.amax(dim=-1)) / torch.exp(x - x.amax(dim=-1)).sum(dim=-1), "without keepdim=True"),
+    (lambda x: (lambda e: e / e.sum(dim=-1))(torch.exp(x - x.amax(dim=-1, keepdim=True))), "without keepdim=True"),
+    (lambda x: torch.exp(x - x.max(dim=-1, keepdim=True)), r"returns a pair \(values, indices\)"),
 ])
 def test_softmax_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -217,6 +224,12 @@ def test_attention_accepts_correct_versions(fn, capsys):
      "k q\\^T"),
     (lambda q, k, v, mask=None: (lambda o, w: (o, w * 0.5))(*attention.scaled_dot_product_attention(q, k, v, mask)),
      "should sum to 1"),
+    (lambda q, k, v, mask=None: attention.scaled_dot_product_attention(q, k, v, mask)[::-1],
+     r"returned \(weights, output\): return them in the order \(output, weights\)"),
+    (lambda q, k, v, mask=None: None, "forget the `return` statement"),
+    (lambda q, k, v: attention.scaled_dot_product_attention(q, k, v), r"keep the exercise's signature"),
+    (lambda q, k, v, mask=None: (lambda w: (v.transpose(-2, -1) @ w, w))(attention.scaled_dot_product_attention(q, k, v, mask)[1]),
+     r"the output is weights @ v"),
 ])
 def test_attention_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):

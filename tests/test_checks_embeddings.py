@@ -51,6 +51,7 @@ def test_one_hot_lookup_accepts_other_correct_versions(other):
     (lambda ids, w: w[ids] * math.sqrt(w.shape[1]), "that comes later"),
     (lambda ids, w: F.one_hot(ids.reshape(-1), w.shape[0]).float() @ w, r"should have shape \(2, 5, 6\), got \(10, 6\)"),
     (lambda ids, w: w[ids] + 0.1, "largest difference"),
+    (lambda ids, w: (F.one_hot(ids, w.shape[0]).float() @ w).numpy(), "got a NumPy array"),
 ])
 def test_one_hot_lookup_rejects_typical_mistakes(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -69,6 +70,8 @@ def test_scaled_embedding_accepts_another_correct_version():
     (lambda ids, w: w[ids] * math.sqrt(w.shape[0]), "vocabulary size V=11"),
     (lambda ids, w: (w * math.sqrt(w.shape[1])).T, "should have shape"),
     (lambda ids, w: w[ids] * 2.0, "largest difference"),
+    (lambda ids, w: w[ids] * math.sqrt(ids.shape[-1]), r"number of ids \(ids\.shape\[-1\] = 5\)"),
+    (lambda ids, w: None, "forget the `return` statement"),
 ])
 def test_scaled_embedding_rejects_typical_mistakes(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -93,6 +96,10 @@ def _unit(x, dim=-1):
     (lambda a, b: _unit(b) @ _unit(a).T, r"should have shape \(5, 7\), got \(7, 5\)"),
     (lambda a, b: F.cosine_similarity(a, b[: a.shape[0]], dim=-1), r"should have shape \(5, 7\), got \(5,\)"),
     (lambda a, b: (_unit(a) @ _unit(b).T).clamp(min=0), "largest difference"),
+    (lambda a, b: F.cosine_similarity(a, b, dim=-1), r"compares a\[n\] with b\[n\] only"),
+    (lambda a, b: (a / a.norm(dim=-1)) @ (b / b.norm(dim=-1)).T, "without keepdim=True"),
+    (lambda a, b: (a @ b.T) / (a.norm() * b.norm()), "lengths of the whole matrices"),
+    (lambda a, b: (_unit(b) @ _unit(a).T), "the result is transposed"),
 ])
 def test_cosine_similarity_rejects_typical_mistakes(wrong, words):
     with pytest.raises(CheckFailed, match=words):

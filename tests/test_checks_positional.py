@@ -110,6 +110,9 @@ def halves(max_len, d_model):
     (lambda L, D: table(L, D).double(), "dtype torch.float32"),
     (lambda L, D: table(L, D).numpy(), "should be a torch.Tensor"),
     (lambda L, D: table(L, D) * 0.5, "largest difference"),
+    (lambda L, D: table(L, D) * 0.5, r"first wrong entry is PE\[0, 1\] = 0\.5; it should be cos\(0 / 10000\^\(0/12\)\) = 1"),
+    (lambda L, D: table(L, D).double(), r"return result\.float\(\)"),
+    (lambda L, D: None, "forget the `return` statement"),
 ])
 def test_sinusoidal_rejects_typical_mistakes(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -133,6 +136,15 @@ def rotation(k, d_model, angle, transpose=False):
     return m.T.contiguous() if transpose else m
 
 
+def overlapping_blocks(k, d_model):
+    """Indexes the blocks with the pair number i instead of the column 2i: blocks overlap."""
+    m = torch.zeros(d_model, d_model)
+    for i in range(d_model // 2):
+        a = k / 10000 ** (2 * i / d_model)
+        m[i:i + 2, i:i + 2] = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+    return m
+
+
 def test_rotation_accepts_another_correct_version():
     assert check_rotation_for_offset(with_block_diag) is with_block_diag
 
@@ -146,6 +158,9 @@ def test_rotation_accepts_another_correct_version():
     (lambda k, D: rotation(k, D, lambda t, d: k / 10000 ** (t / d)).double(), "dtype torch.float32"),
     (lambda k, D: torch.zeros(D // 2, D), r"should have shape \(8, 8\)"),
     (lambda k, D: rotation(k, D, lambda t, d: k / 10000 ** (t / d)) * 1.1, "largest difference"),
+    (lambda k, D: rotation(k, D, lambda t, d: k / 10000 ** (t / d)) * 1.1,
+     r"first wrong entry is \[0, 0\] = 0\.5943, expected 0\.5403: the block of pair i = 0"),
+    (overlapping_blocks, r"Entry \[1, 2\] is 0\.09983 but lies outside the 2×2 blocks"),
 ])
 def test_rotation_rejects_typical_mistakes(wrong, words):
     with pytest.raises(CheckFailed, match=words):

@@ -17,7 +17,8 @@ import torch
 # distribution name -> import name, in the order they are reported
 PACKAGES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
             "tqdm": "tqdm", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval"}
-FIX = "python course.py setup   (or: pip install -r requirements.txt)"
+FIX = ("python3 course.py setup   (Windows: py course.py setup; if you installed by hand: "
+       "pip install -r requirements.txt)")
 
 
 def _norm(name: str) -> str:
@@ -87,4 +88,4 @@ def check_environment() -> None:
         print(("✅ " if ok else "❌ ") + line)
     bad = sum(not ok for ok, _ in rows)
     print("All set: the course's packages are installed." if not bad else
-          f"{bad} problem(s) above: fix them, then restart the kernel (Kernel > Restart Kernel).")
+          f"{bad} problem(s) above: fix them, then restart the kernel (Kernel → Restart Kernel).")

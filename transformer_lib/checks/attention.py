@@ -20,6 +20,7 @@ import torch
 
 from ..attention import attention_scores, scaled_dot_product_attention, softmax
 from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
+from .start_here import call_diagnosing, expect_result
 
 __all__ = ["check_attention_scores", "check_softmax", "check_scaled_dot_product_attention"]
 
@@ -36,24 +37,34 @@ def _one_thread():
         torch.set_num_threads(threads)
 
 
-TRANSPOSE_HINT = ("did you forget to transpose k? q (..., T, d_k) times k^T (..., d_k, S) gives the "
-                  "(..., T, S) scores: use k.transpose(-2, -1) (k.T reverses *all* dimensions of a batch)")
+TRANSPOSE_HINT = ("did you forget to transpose k, or transpose the wrong axes? q (..., T, d_k) times k^T "
+                  "(..., d_k, S) gives the (..., T, S) scores: use k.transpose(-2, -1), which swaps the last two "
+                  "axes (k.T reverses *all* axes of a batched tensor, and k.transpose(1, 2) swaps the wrong pair "
+                  "of a 4-D one)")
+PRODUCTS_HINT = ("check the two matrix products. Did you forget to transpose k, or transpose the wrong axes? "
+                 "The scores are q @ k.transpose(-2, -1): (..., T, d_k) @ (..., d_k, S) -> (..., T, S); the "
+                 "output is weights @ v: (..., T, S) @ (..., S, d_v) -> (..., T, d_v)")
+SHAPE_ERRORS = ("cannot be multiplied", "must match the size", "size of tensor", "batch2 tensor",
+                "dimension other than 2")
 
 
 def _randn(g: torch.Generator, *shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return torch.randn(*shape, generator=g).to(dtype)
 
 
-def _call(fn: Callable, *args, case: str, **kwargs):
-    """``call`` plus a hint for the shape errors a missing transpose causes."""
+def _call(fn: Callable, *args, case: str, hint: str = TRANSPOSE_HINT, **kwargs):
+    """``call`` plus a hint for the shape errors a missing transpose causes, and for a function
+    whose signature lacks an argument the check passes by name (``mask=``)."""
     __tracebackhide__ = True
     try:
         return call(fn, *args, case=case, **kwargs)
     except AssertionError as e:
         text = str(e)
-        if any(words in text for words in ("cannot be multiplied", "must match the size", "size of tensor",
-                                           "batch2 tensor", "dimension other than 2")):
-            raise type(e)(f"{text}\n   Hint: {TRANSPOSE_HINT}") from e.__cause__
+        if any(words in text for words in SHAPE_ERRORS):
+            raise type(e)(f"{text}\n   Hint: {hint}") from e.__cause__
+        if isinstance(e.__cause__, TypeError) and "unexpected keyword argument" in text:
+            raise type(e)(f"{text}\n   Hint: keep the exercise's signature, e.g. "
+                          f"scaled_dot_product_attention(q, k, v, mask=None)") from e.__cause__
         raise
 
 
@@ -76,6 +87,7 @@ def check_attention_scores(fn):
             q, k = _randn(g, *q_shape), _randn(g, *k_shape)
             case = f"q {q_shape} and k {k_shape}"
             got = _call(fn, q.clone(), k.clone(), case=case)
+            expect_result(got, f"the score matrix for {case}")
             expected = attention_scores(q, k)
             T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
             what = f"the score matrix for {case}"
@@ -129,7 +141,14 @@ def check_softmax(fn):
         ]
         for what_case, x in cases:
             original = x.clone()
-            got = call(fn, x, case=what_case)
+            got = call_diagnosing(fn, x, case=what_case, raising={
+                "a maximum or a sum over dim=-1 without keepdim=True drops that axis, so it no longer lines up "
+                "with the rows of x: pass keepdim=True, e.g. x.amax(dim=-1, keepdim=True)":
+                    lambda x: torch.exp(x - x.amax(dim=-1)),
+                "x.max(dim=-1, keepdim=True) returns a pair (values, indices): use x.amax(dim=-1, keepdim=True) "
+                "or x.max(dim=-1, keepdim=True).values": lambda x: x - x.max(dim=-1, keepdim=True),
+            })
+            expect_result(got, f"softmax of {what_case}")
             if not torch.equal(x, original):
                 fail(f"your function changed its input in place on {what_case} (e.g. x -= ... or x.exp_()): "
                      f"compute new tensors, the caller still needs its scores")
@@ -155,6 +174,9 @@ def check_softmax(fn):
                     torch.exp(original - original.amax(dim=-1, keepdim=True)),
                     "this is log_softmax: take exp(x - max) / sum(exp(x - max))": torch.log_softmax(original, dim=-1),
             }
+            for d in range(original.dim() - 2):            # the other wrong axes of a batch of score matrices
+                mistakes[f"it is normalised over the wrong axis (dim={d}): each row (the last dimension, dim=-1) "
+                         f"must sum to 1"] = softmax(original, dim=d)
             expect_close(got, expected, what, mistakes=mistakes,
                          hint="Expected exp(x - max) / exp(x - max).sum(dim=-1, keepdim=True), max over dim=-1.")
         return len(cases)
@@ -275,10 +297,16 @@ def _expect_attention(got, q, k, v, mask, case: str, atol: float = 1e-5, rtol: f
     """Compare the learner's ``(output, weights)`` with the reference and diagnose a mistake."""
     __tracebackhide__ = True
     exp_out, exp_w = scaled_dot_product_attention(q.double(), k.double(), v.double(), mask=mask)
+    if got is None:
+        fail(f"on {case} your function returned None: did you forget the `return` statement? Return the pair "
+             f"(output, weights)")
     if not isinstance(got, (tuple, list)) or len(got) != 2:
         fail(f"on {case} your function should return a pair (output, weights), got {describe(got)}")
     out, w = got
     T, S = exp_w.shape[-2:]
+    if all(isinstance(x, torch.Tensor) for x in got) and exp_out.shape != exp_w.shape \
+            and out.shape == exp_w.shape and w.shape == exp_out.shape:
+        fail(f"on {case} your function returned (weights, output): return them in the order (output, weights)")
     if isinstance(w, torch.Tensor) and T != S and tuple(w.shape) == tuple(exp_w.shape[:-2]) + (S, T):
         fail(f"on {case} the weights have shape {tuple(w.shape)}, the transpose of (..., T, S) = "
              f"{tuple(exp_w.shape)}: did you compute k q^T? Rows must be queries: q @ k.transpose(-2, -1)")
@@ -356,7 +384,7 @@ def check_scaled_dot_product_attention(fn):
     with _one_thread():
         cases = _attention_cases()
         for case, (q, k, v, mask) in cases:
-            got = _call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case)
+            got = _call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case, hint=PRODUCTS_HINT)
             _expect_attention(got, q, k, v, mask, case)
         # float16: a -1e9 fill overflows, a -inf fill gives NaN in the fully masked row
         case, (q, k, v, mask) = cases[3]

@@ -2,37 +2,15 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ..embeddings import cosine_similarity, one_hot_lookup, scaled_embedding
-from ._core import CheckFailed, call, exercise, expect_close, fail
+from ._core import call, exercise, expect_close, fail
+from .start_here import call_diagnosing, expect_result
 
 __all__ = ["check_one_hot_lookup", "check_scaled_embedding", "check_cosine_similarity"]
-
-
-def call_diagnosing(fn: Callable, *args, case: str = "", raising: dict[str, Callable] | None = None):
-    """Like :func:`call`, but when ``fn`` raises, look for a typical mistake that raises the very
-    same error on these arguments and name it. ``raising`` maps a diagnosis in words to a
-    function with that mistake."""
-    __tracebackhide__ = True
-    try:
-        return call(fn, *args, case=case)
-    except CheckFailed as failed:
-        error = failed.__cause__
-        if error is None:
-            raise
-        for message, wrong in (raising or {}).items():
-            try:
-                wrong(*args)
-            except type(error) as same:
-                if str(same) == str(error):
-                    raise CheckFailed(f"your function raised {type(error).__name__} on {case}: {message}") from error
-            except Exception:  # noqa: BLE001 - a different error: not this mistake
-                pass
-        raise
 
 
 def _ids(g: torch.Generator, shape: tuple[int, ...], low: int, high: int) -> torch.Tensor:
@@ -62,6 +40,7 @@ def check_one_hot_lookup(fn):
             "before multiplying":
                 lambda i, w: F.one_hot(i, w.shape[0]) @ w,
         })
+        expect_result(got, f"one_hot_lookup for {case}")
         one_hot = F.one_hot(ids, V).float()                                 # (..., V)
         mistakes = {
             "it scales the vectors by sqrt(d_model): that comes later (TokenEmbedding), here "
@@ -85,11 +64,14 @@ def check_scaled_embedding(fn):
         rows = weight[ids]
         case = f"ids of shape {tuple(ids.shape)} and weight of shape ({V}, {D})"
         got = call(fn, ids.clone(), weight.clone(), case=case)
+        expect_result(got, f"scaled_embedding for {case}")
         expect_close(got, rows * math.sqrt(D), f"scaled_embedding for {case}", mistakes={
             "the vectors are not scaled: multiply the looked-up rows by math.sqrt(d_model)": rows,
             f"the vectors are multiplied by d_model={D}, not by its square root": rows * D,
             "the vectors are divided by sqrt(d_model): multiply instead": rows / math.sqrt(D),
             f"the scale uses the vocabulary size V={V}; use d_model = weight.shape[1] = {D}": rows * math.sqrt(V),
+            f"the scale uses the number of ids (ids.shape[-1] = {ids.shape[-1]}); use d_model = weight.shape[1] "
+            f"= {D}": rows * math.sqrt(ids.shape[-1]),
         })
     return len(cases)
 
@@ -105,7 +87,18 @@ def check_cosine_similarity(fn):
         b = torch.randn(M, D, generator=g) + 0.5
         a[0] = 2.5 * b[-1]                                  # one pair with cosine exactly 1
         case = f"a of shape ({N}, {D}) and b of shape ({M}, {D})"
-        got = call(fn, a.clone(), b.clone(), case=case)
+        got = call_diagnosing(fn, a.clone(), b.clone(), case=case, raising={
+            "F.cosine_similarity(a, b) compares a[n] with b[n] only, row by row; here every row of a is "
+            "compared with every row of b: divide each row by its length, then a_unit @ b_unit.T":
+                lambda a, b: F.cosine_similarity(a, b, dim=-1),
+            "a.norm(dim=-1) without keepdim=True has shape (N,), which does not line up with the rows of "
+            "a (N, D): use a.norm(dim=-1, keepdim=True)":
+                lambda a, b: (a / a.norm(dim=-1)) @ (b / b.norm(dim=-1)).T,
+        })
+        expect_result(got, f"cosine_similarity for {case}")
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (M, N) and N != M:
+            fail(f"cosine_similarity for {case} should have shape ({N}, {M}), got ({M}, {N}): the result is "
+                 f"transposed. Row n compares a[n] with every row of b: a_unit @ b_unit.T, not b_unit @ a_unit.T")
         expected = cosine_similarity(a, b)
         a_len, b_len = a.norm(dim=-1, keepdim=True), b.norm(dim=-1, keepdim=True)
         expect_close(got, expected, f"cosine_similarity for {case}", atol=1e-5, mistakes={
@@ -117,6 +110,8 @@ def check_cosine_similarity(fn):
                 (a / a.norm(dim=0, keepdim=True)) @ (b / b.norm(dim=0, keepdim=True)).T,
             "it divides by the squared lengths: use the norms |a_n| = sqrt(sum of squares)":
                 (a / a_len ** 2) @ (b / b_len ** 2).T,
+            "it divides by the lengths of the whole matrices (a.norm() without dim): divide every row by "
+            "its own length, a.norm(dim=-1, keepdim=True)": (a @ b.T) / (a.norm() * b.norm()),
             "the result is transposed: row n should compare a[n] with every row of b, (N, M)":
                 ((a / a_len) @ (b / b_len).T).T,
         })

@@ -8,6 +8,7 @@ import torch
 
 from ..positional import rotation_for_offset, sinusoidal_positional_encoding
 from ._core import CheckFailed, call, close, exercise, expect_close, expect_tensor, fail
+from .start_here import expect_result
 
 __all__ = ["check_sinusoidal_positional_encoding", "check_rotation_for_offset"]
 
@@ -36,6 +37,23 @@ def _cos_with_own_exponent(max_len: int, d_model: int) -> torch.Tensor:
     return pe
 
 
+def _expect_float32(got, what: str) -> None:
+    """A float64 table or matrix is right in value but not in dtype: say how to fix it."""
+    __tracebackhide__ = True
+    if isinstance(got, torch.Tensor) and got.dtype == torch.float64:
+        fail(f"{what} should have dtype torch.float32, got torch.float64: torch's default is float32, so build "
+             f"it from float32 tensors (e.g. torch.arange(..., dtype=torch.float32)) or return result.float()")
+
+
+def _first_wrong_entry(got: torch.Tensor, expected: torch.Tensor, atol: float,
+                       prefer: Callable[[int, int], bool] | None = None) -> tuple[int, int] | None:
+    """(row, column) of the first entry that differs by more than ``atol``, row by row; among
+    them the first for which ``prefer(row, column)`` holds, if any does."""
+    bad = [tuple(rc) for rc in ((got.double() - expected.double()).abs() > atol).nonzero().tolist()]
+    preferred = [rc for rc in bad if prefer is not None and prefer(*rc)]
+    return (preferred or bad or [None])[0]
+
+
 def _halves(max_len: int, d_model: int) -> torch.Tensor:
     """All sines first, then all cosines (tensor2tensor's layout), instead of interleaved."""
     pe = _table(max_len, d_model)
@@ -61,12 +79,15 @@ def check_sinusoidal_positional_encoding(fn):
                     f"cosines") from e.__cause__
             raise
         what = f"the table for {case}"
+        expect_result(got, what)
         if isinstance(got, torch.Tensor) and tuple(got.shape) == (D, L) and L != D:
             fail(f"{what} has shape {(D, L)}, it should be (max_len, d_model) = {(L, D)}: rows are "
                  f"positions and columns are dimensions (positions and dimensions are transposed)")
         if isinstance(got, torch.Tensor) and D % 2 and tuple(got.shape) == (L, D + 1):
             fail(f"{what} has one column too many, {tuple(got.shape)}: for an odd d_model the last pair "
                  f"has only its sine; keep d_model columns")
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (L, D):
+            _expect_float32(got, what)
         expect_tensor(got, (L, D), what, dtype=torch.float32)
         reference = _table(L, D)
         wrong_way = _table(L, D, multiply=True)[:, :4]
@@ -95,9 +116,15 @@ def check_sinusoidal_positional_encoding(fn):
         }
         for base in (10.0, 100.0, 1000.0, 100000.0):
             mistakes[f"the base is {base:g}, the paper uses 10000"] = _table(L, D, base=base)
-        expect_close(got, reference, what, mistakes=mistakes, atol=1e-4,
-                     hint="Compare a few values with PE[pos, 2i] = sin(pos / 10000^(2i/d_model)) and "
-                          "PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model)).")
+        hint = ("Compare a few values with PE[pos, 2i] = sin(pos / 10000^(2i/d_model)) and "
+                "PE[pos, 2i+1] = cos(pos / 10000^(2i/d_model)).")
+        wrong = _first_wrong_entry(got, reference, atol=1e-4)
+        if wrong is not None:
+            p, c = wrong
+            two_i = c - c % 2
+            hint += (f" The first wrong entry is PE[{p}, {c}] = {got[p, c].item():.4g}; it should be "
+                     f"{'sin' if c % 2 == 0 else 'cos'}({p} / 10000^({two_i}/{D})) = {reference[p, c].item():.4g}.")
+        expect_close(got, reference, what, mistakes=mistakes, atol=1e-4, hint=hint)
     return len(cases)
 
 
@@ -117,6 +144,9 @@ def check_rotation_for_offset(fn):
         case = f"k={k}, d_model={D}"
         got = call(fn, k, D, case=case)
         what = f"M_k for {case}"
+        expect_result(got, what)
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (D, D):
+            _expect_float32(got, what)
         expect_tensor(got, (D, D), what, dtype=torch.float32)
         w = lambda two_i: 1.0 / 10000.0 ** (two_i / D)  # noqa: E731 - the pair's frequency
         reference = _rotation(k, D, lambda two_i: k * w(two_i))
@@ -135,6 +165,19 @@ def check_rotation_for_offset(fn):
         }
         if k == 0:                                       # every mistake is right for k = 0
             mistakes = {}
-        expect_close(got, reference, what, mistakes=mistakes, atol=1e-5,
-                     hint="Test it yourself: PE[pos + k] should equal M_k @ PE[pos] for every pos.")
+        hint = "Test it yourself: PE[pos + k] should equal M_k @ PE[pos] for every pos."
+        wrong = _first_wrong_entry(got, reference, atol=1e-5, prefer=lambda r, c: r // 2 != c // 2)
+        if wrong is not None:
+            r, c = wrong
+            if r // 2 != c // 2:
+                hint = (f"Entry [{r}, {c}] is {got[r, c].item():.4g} but lies outside the 2×2 blocks: M_k is zero "
+                        f"except at rows and columns 2i, 2i+1 of each pair (index with two_i = 0, 2, 4, ..., "
+                        f"not with i). " + hint)
+            else:
+                two_i = r - r % 2
+                hint = (f"The first wrong entry is [{r}, {c}] = {got[r, c].item():.4g}, expected "
+                        f"{reference[r, c].item():.4g}: the block of pair i = {two_i // 2} (rows and columns "
+                        f"{two_i}, {two_i + 1}) turns by k * w_i = {k} / 10000^({two_i}/{D}) = "
+                        f"{k * w(two_i):.4g} rad, with [[cos, sin], [-sin, cos]] of that angle. " + hint)
+        expect_close(got, reference, what, mistakes=mistakes, atol=1e-5, hint=hint)
     return len(cases)

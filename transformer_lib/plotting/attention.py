@@ -101,7 +101,8 @@ def plot_masks(masks: Mapping[str, object], query_tokens: Sequence[str] | None =
         for (i, j), value in np.ndenumerate(m):
             ax.text(j, i, "✓" if value else "·", ha="center", va="center", fontsize=9,
                     color="black" if value else "white")
-    fig.tight_layout()
+    fig.suptitle("✓ yellow = True, may attend      · dark = False, blocked", fontsize=9, y=0.02, va="bottom")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
 
 
@@ -138,9 +139,10 @@ def plot_query_attention(weights, tokens: Sequence[str], query: int):
     if not 0 <= query < len(tokens):
         raise ValueError(f"query must be a position in 0..{len(tokens) - 1}, got {query}")
     fig, (ax_bars, ax_map) = plt.subplots(1, 2, figsize=(10.5, 3.6), gridspec_kw={"width_ratios": [1.2, 1]})
-    plot_weight_bars(w[query], tokens, title=f"query {query} '{tokens[query]}' attends to ...", ax=ax_bars,
-                     highlight=query)
+    plot_weight_bars(w[query], tokens, title=f"query {query} '{tokens[query]}' attends to ... (light bar: itself)",
+                     ax=ax_bars, highlight=query)
     plot_attention(w, tokens, tokens, title="all queries (framed: the chosen one)", ax=ax_map)
+    ax_map.images[-1].colorbar.set_label("weight")
     ax_map.add_patch(plt.Rectangle((-0.5, query - 0.5), len(tokens), 1, fill=False, edgecolor="red", lw=2))
     fig.tight_layout()
     return fig
@@ -164,7 +166,7 @@ def attention_explorer(sentences: Mapping[str, Sequence[str]], attend: Callable[
     if not names:
         raise ValueError("attention_explorer needs at least one sentence")
     sentence = widgets.Dropdown(options=names, value=names[0], description="sentence",
-                                layout=widgets.Layout(width=f"{min(520, 110 + 7 * max(map(len, names)))}px"))
+                                layout=widgets.Layout(width=f"{min(560, 150 + 8 * max(map(len, names)))}px"))
 
     def query_options(name):
         return [(f"{i}: {tok}", i) for i, tok in enumerate(sentences[name])]

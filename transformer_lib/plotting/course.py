@@ -6,12 +6,16 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 __all__ = ["plot_course_map"]
 
+#: Okabe-Ito colours: distinguishable with every common form of colour blindness. Line plots of
+#: the early lessons take their colours from here (blue, orange, bluish green, vermillion, ...).
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
 LESSONS = [
     ("00", "start here"), ("01", "embeddings"), ("02", "positions"), ("03", "attention"),
     ("04", "multi-head"), ("05", "encoder"), ("06", "decoder"), ("07", "Transformer"),
     ("08", "training"), ("09", "BERT"), ("10", "GPT"), ("11", "T5"), ("12", "pre-trained"),
 ]
-# Okabe-Ito colours: distinguishable with every common form of colour blindness
+# one Okabe-Ito colour per part of the course
 PARTS = [("foundations", "#E69F00", range(0, 3)), ("the architecture", "#56B4E9", range(3, 8)),
          ("training", "#009E73", range(8, 9)), ("three families", "#CC79A7", range(9, 12)),
          ("real weights", "#D55E00", range(12, 13))]

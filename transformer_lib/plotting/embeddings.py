@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .core import DIVERGING_CMAP, heatmap, to_numpy
+from .course import OKABE_ITO
 
 __all__ = ["plot_one_hot", "plot_embedding_scale", "plot_cosine_similarity"]
 
@@ -25,15 +26,21 @@ def _visible(token: str) -> str:
 def plot_one_hot(one_hot, row_labels: Sequence[str], vocabulary: Sequence[str], title: str = "One-hot vectors"):
     """A ``(T, V)`` one-hot matrix: one row per token of the text, one column per vocabulary entry.
 
-    Returns the Figure.
+    The columns are labelled with the tokens below (a space shows as '␣') and their ids above;
+    yellow = 1, dark = 0. Returns the Figure.
     """
     m = to_numpy(one_hot)
-    fig, ax = plt.subplots(figsize=(min(1.2 + 0.22 * m.shape[1], 10.0), 0.9 + 0.25 * m.shape[0]))
+    fig, ax = plt.subplots(figsize=(min(1.4 + 0.24 * m.shape[1], 10.0), 1.9 + 0.3 * m.shape[0]))
     with _crisp():
         heatmap(m, [_visible(t) for t in vocabulary], [_visible(t) for t in row_labels], title=title,
-                xlabel="vocabulary entry (column = token id)", ylabel="token of the text", ax=ax, vmin=0, vmax=1,
+                xlabel="vocabulary entry (yellow = 1, dark = 0)", ylabel="token of the text", ax=ax, vmin=0, vmax=1,
                 colorbar=False)
     plt.setp(ax.get_xticklabels(), rotation=90, fontsize=8)
+    plt.setp(ax.get_yticklabels(), fontsize=10)
+    ids = ax.secondary_xaxis("top")
+    ids.set_xticks(range(m.shape[1]))
+    ids.set_xticklabels([str(i) for i in range(m.shape[1])], fontsize=7)
+    ids.set_xlabel("token id", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -51,9 +58,9 @@ def plot_embedding_scale(d_models: Sequence[int], norms: Mapping[str, Sequence[f
     Returns the Figure.
     """
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.6))
-    markers = "osd^v"
-    for (label, ys), marker in zip(norms.items(), markers):
-        left.plot(d_models, ys, marker=marker, label=label)
+    markers, styles = "osd^v", ["-", "--", ":", "-.", "-"]
+    for (label, ys), marker, colour in zip(norms.items(), markers, OKABE_ITO):
+        left.plot(d_models, ys, marker=marker, color=colour, label=label)
     left.set_xscale("log", base=2)
     left.set_yscale("log", base=2)
     left.set_xlabel("d_model")
@@ -61,8 +68,9 @@ def plot_embedding_scale(d_models: Sequence[int], norms: Mapping[str, Sequence[f
     left.set_title("Length of a vector vs d_model")
     left.legend(fontsize=8)
     bins = np.linspace(-3, 3, 61)
-    for label, v in values.items():
-        right.hist(to_numpy(v).ravel(), bins=bins, histtype="step", linewidth=1.5, density=True, label=label)
+    for (label, v), style, colour in zip(values.items(), styles, OKABE_ITO):
+        right.hist(to_numpy(v).ravel(), bins=bins, histtype="step", linewidth=1.6, linestyle=style, color=colour,
+                   density=True, label=label)
     right.set_xlabel("value of one component")
     right.set_ylabel("density")
     right.set_title(f"Component values at d_model={d_model_shown}")
@@ -73,7 +81,7 @@ def plot_embedding_scale(d_models: Sequence[int], norms: Mapping[str, Sequence[f
 
 def plot_cosine_similarity(similarities: Mapping[str, object], labels: Sequence[str], annotate: bool = False):
     """One or more ``(N, N)`` cosine-similarity matrices side by side (title -> matrix), in
-    ``RdBu_r`` from -1 (blue) to +1 (red). Returns the Figure."""
+    ``RdBu_r`` from -1 (blue) through 0 (white) to +1 (red). Returns the Figure."""
     n = len(similarities)
     size = 1.6 + 0.28 * len(labels)
     fig, axes = plt.subplots(1, n, figsize=(size * n + 0.8, size), squeeze=False)
@@ -81,6 +89,7 @@ def plot_cosine_similarity(similarities: Mapping[str, object], labels: Sequence[
         with _crisp():
             heatmap(sim, list(labels), list(labels), title=title, ax=ax, cmap=DIVERGING_CMAP, vmin=-1.0, vmax=1.0,
                     annotate=annotate, colorbar=ax is axes[0, -1])
+    axes[0, -1].images[0].colorbar.set_label("cosine similarity")
     fig.supxlabel("token", fontsize=9)
     fig.supylabel("token", fontsize=9)
     fig.tight_layout()

@@ -10,6 +10,9 @@ import numpy as np
 
 from ..positional import sinusoidal_positional_encoding
 from .core import DIVERGING_CMAP, Explorer, explorer, heatmap, to_numpy
+from .course import OKABE_ITO
+
+STYLES = ["-", "--", "-.", ":"]
 
 __all__ = ["plot_positional_encoding", "plot_pe_curves", "plot_pe_dot_products", "plot_rotation_matrix",
            "draw_positional_encoding", "positional_encoding_explorer"]
@@ -29,6 +32,7 @@ def plot_positional_encoding(pe, title: str = "Sinusoidal positional encoding", 
     with _crisp():
         heatmap(m, title=title, xlabel="dimension (column of the table)", ylabel="position", ax=ax,
                 cmap=DIVERGING_CMAP, vmin=-1.0, vmax=1.0)
+    ax.images[-1].colorbar.set_label("PE value")
     return ax
 
 
@@ -38,9 +42,10 @@ def plot_pe_curves(pe, dims: Sequence[int], ax=None, title: str = "A few columns
     m = to_numpy(pe)
     if ax is None:
         _, ax = plt.subplots(figsize=(7.0, 3.2))
-    for d in dims:
+    for n, d in enumerate(dims):
         kind = "sin" if d % 2 == 0 else "cos"
-        ax.plot(np.arange(m.shape[0]), m[:, d], label=f"dim {d} ({kind}, i={d // 2})", linewidth=1.4)
+        ax.plot(np.arange(m.shape[0]), m[:, d], label=f"dim {d} ({kind}, i={d // 2})", linewidth=1.6,
+                color=OKABE_ITO[n % len(OKABE_ITO)], linestyle=STYLES[n % len(STYLES)])
     ax.set_xlabel("position")
     ax.set_ylabel("value")
     ax.set_ylim(-1.15, 1.15)
@@ -56,15 +61,17 @@ def plot_pe_dot_products(pe, starts: Sequence[int] = (0, 20, 40), max_offset: in
     gram = m @ m.T                                                  # (L, D) @ (D, L) -> (L, L)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
     with _crisp():
-        heatmap(gram, title="PE[p] · PE[q]", xlabel="position q", ylabel="position p", ax=left)
-    for p in starts:
+        heatmap(gram, title="PE[p] · PE[q] for every pair of positions", xlabel="position q", ylabel="position p",
+                ax=left)
+    left.images[-1].colorbar.set_label("dot product")
+    for n, p in enumerate(starts):
         ks = np.arange(-min(p, max_offset), min(m.shape[0] - 1 - p, max_offset) + 1)
-        right.plot(ks, gram[p, p + ks], label=f"p = {p}", linewidth=2.5 if p == starts[0] else 1.2,
-                   linestyle="-" if p == starts[0] else "--")
+        right.plot(ks, gram[p, p + ks], label=f"p = {p}", linewidth=3.0 if n == 0 else 1.4,
+                   color=OKABE_ITO[n % len(OKABE_ITO)], linestyle=STYLES[n % len(STYLES)])
     right.axhline(0, color="grey", linewidth=0.6)
     right.set_xlabel("offset k = q − p")
     right.set_ylabel("PE[p] · PE[p + k]")
-    right.set_title("The dot product depends on k only")
+    right.set_title("The dot product depends on the offset k only")
     right.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -76,6 +83,7 @@ def plot_rotation_matrix(m, k: int):
     with _crisp():
         heatmap(m, title=f"M_k for k = {k}: one 2×2 rotation per pair", xlabel="column", ylabel="row", ax=ax,
                 cmap=DIVERGING_CMAP, vmin=-1.0, vmax=1.0)
+    ax.images[-1].colorbar.set_label("entry of M_k")
     d_model = to_numpy(m).shape[0]
     ax.set_xticks(range(0, d_model, 2))
     ax.set_yticks(range(0, d_model, 2))
@@ -94,17 +102,17 @@ def draw_positional_encoding(d_model: int = 64, max_len: int = 100, dimension: i
     wavelength = 2 * np.pi * 10000.0 ** (pair / d_model)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8), gridspec_kw={"width_ratios": [1.1, 1.0]})
     plot_positional_encoding(pe, title=f"PE table, max_len={max_len}, d_model={d_model}", ax=left)
-    left.axvline(dimension, color="black", linewidth=1.0, linestyle=":")
+    left.axvline(dimension, color="black", linewidth=1.2, linestyle="--")     # the column drawn on the right
     positions = np.arange(max_len)
-    for d in (pair, pair + 1):
+    for n, d in enumerate((pair, pair + 1)):
         if d < d_model:
             right.plot(positions, pe[:, d], label=f"dim {d} ({'sin' if d % 2 == 0 else 'cos'})",
-                       linewidth=2.2 if d == dimension else 1.0)
-    right.set_ylim(-1.15, 1.15)
+                       linewidth=2.4 if d == dimension else 1.2, color=OKABE_ITO[n], linestyle=STYLES[n])
+    right.set_ylim(-1.15, 1.6)                                      # head-room for the legend
     right.set_xlabel("position")
     right.set_ylabel("value")
     right.set_title(f"pair i={i}: wavelength 2π·10000^({pair}/{d_model}) ≈ {wavelength:,.1f}")
-    right.legend(fontsize=8, loc="lower left")
+    right.legend(fontsize=8, loc="upper center", ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 
