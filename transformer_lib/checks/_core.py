@@ -16,11 +16,13 @@ appends one JSON line with its result there (``python course.py progress`` reads
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 from typing import Callable
 
+import numpy as np
 import torch
 
 PROGRESS_ENV = "TRANSFORMER_COURSE_PROGRESS"
@@ -62,7 +64,8 @@ def exercise(reference: Callable, name: str | None = None):
                 raise TypeError(f"{body.__name__} takes your function, e.g. {body.__name__}({exercise_name}), "
                                 f"got {type(fn).__name__}")
             try:
-                n_cases = body(fn)
+                with one_thread():
+                    n_cases = body(fn)
             except NotImplementedError:
                 _record(exercise_name, "todo")
                 ref = f"{reference.__module__}.{reference.__qualname__}"
@@ -86,6 +89,18 @@ def exercise(reference: Callable, name: str | None = None):
     return decorate
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run a check's tiny tensors on one thread: on a busy machine, waking a second thread for
+    every small operation costs milliseconds each; the results do not change."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def call(fn: Callable, *args, case: str = "", **kwargs):
     """Call the learner's ``fn``; turn any error other than ``NotImplementedError`` into a
     diagnosis that says on which input it happened (the original error stays attached)."""
@@ -99,16 +114,56 @@ def call(fn: Callable, *args, case: str = "", **kwargs):
         raise CheckFailed(f"your function raised {type(e).__name__}{where}: {e}") from e
 
 
+def call_diagnosing(fn: Callable, *args, case: str = "", raising: dict[str, Callable] | None = None):
+    """Like :func:`call`, but when ``fn`` raises, look for a typical mistake that raises the very
+    same error on these arguments and name it. ``raising`` maps a diagnosis in words to a
+    function with that mistake."""
+    __tracebackhide__ = True
+    try:
+        return call(fn, *args, case=case)
+    except CheckFailed as failed:
+        error = failed.__cause__
+        if error is None:
+            raise
+        for message, wrong in (raising or {}).items():
+            try:
+                wrong(*args)
+            except type(error) as same:
+                if str(same) == str(error):
+                    raise CheckFailed(f"your function raised {type(error).__name__} on {case}: {message}") from error
+            except Exception:  # noqa: BLE001 - a different error: not this mistake
+                pass
+        raise
+
+
+def expect_result(got, what: str) -> None:
+    """Fail with a hint when the learner's function returned ``None`` or a NumPy array.
+
+    ``what`` names the result, e.g. "normalize_rows(x) for x of shape (3, 5)".
+    """
+    __tracebackhide__ = True
+    if got is None:
+        fail(f"{what}: your function returned None. Did you forget the `return` statement? (An in-place "
+             f"operation such as `x /= ...` changes x but returns nothing.)")
+    if isinstance(got, np.ndarray):
+        fail(f"{what} should be a torch.Tensor, got a NumPy array: stay with torch operations, or convert "
+             f"the array with torch.from_numpy(...)")
+
+
 def describe(x) -> str:
     """A short description of a value for messages: a tensor's shape and dtype, else its type."""
     if isinstance(x, torch.Tensor):
         return f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}"
+    if x is None:
+        return "None (did your function forget its `return` statement?)"
     return f"a {type(x).__name__}"
 
 
 def expect_tensor(x, shape: tuple[int, ...] | torch.Size, what: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Fail unless ``x`` is a tensor of ``shape`` (and ``dtype`` when given)."""
     __tracebackhide__ = True
+    if isinstance(x, np.ndarray):
+        expect_result(x, what)
     if not isinstance(x, torch.Tensor):
         fail(f"{what} should be a torch.Tensor, got {describe(x)}")
     if tuple(x.shape) != tuple(shape):

@@ -14,27 +14,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import contextlib
-
 import torch
 
 from ..attention import attention_scores, scaled_dot_product_attention, softmax
-from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
-from .start_here import call_diagnosing, expect_result
+from ._core import call, call_diagnosing, close, describe, exercise, expect_close, expect_result, expect_tensor, fail
 
 __all__ = ["check_attention_scores", "check_softmax", "check_scaled_dot_product_attention"]
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run a check's tiny tensors on one thread: on a busy machine, waking a second thread for
-    every small operation costs milliseconds each; the results do not change."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 TRANSPOSE_HINT = ("did you forget to transpose k, or transpose the wrong axes? q (..., T, d_k) times k^T "
@@ -75,50 +60,49 @@ def _call(fn: Callable, *args, case: str, hint: str = TRANSPOSE_HINT, **kwargs):
 @exercise(reference=attention_scores)
 def check_attention_scores(fn):
     """Check ``fn(q, k) -> (..., T, S)`` scores ``q k^T / sqrt(d_k)``."""
-    with _one_thread():
-        g = torch.Generator().manual_seed(3)
-        cases = [  # (q shape, k shape): odd sizes; S == d_k in the second so a missing transpose runs
-            ((2, 3, 5, 4), (2, 3, 7, 4)),
-            ((2, 5, 4), (2, 4, 4)),
-            ((1, 1, 9), (1, 6, 9)),
-            ((7, 16), (3, 16)),
-        ]
-        for q_shape, k_shape in cases:
-            q, k = _randn(g, *q_shape), _randn(g, *k_shape)
-            case = f"q {q_shape} and k {k_shape}"
-            got = _call(fn, q.clone(), k.clone(), case=case)
-            expect_result(got, f"the score matrix for {case}")
-            expected = attention_scores(q, k)
-            T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
-            what = f"the score matrix for {case}"
-            if isinstance(got, torch.Tensor) and got.shape[:-2] == expected.shape[:-2] and got.shape[-2:] == (S, T) \
-                    and T != S:
-                fail(f"{what} has shape {tuple(got.shape)}, the transpose of (..., T, S) = {tuple(expected.shape)}: "
-                     f"you computed k q^T. Rows must be queries and columns keys: q @ k.transpose(-2, -1)")
-            raw = q @ k.transpose(-2, -1)
-            mistakes = {
-                f"the scores are not scaled: divide q k^T by √d_k = √{d_k}": raw,
-                f"the scores are divided by d_k = {d_k} instead of √d_k = {math.sqrt(d_k):.3g}: use math.sqrt(d_k)": raw / d_k,
-                f"the scores are divided by √T, the number of queries (q.shape[-2] = {T}); scale by the feature size "
-                f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(T),
-                f"the scores are divided by √S, the number of keys (k.shape[-2] = {S}); scale by the feature size "
-                f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(S),
-                f"the scores are multiplied by √d_k instead of divided by it": raw * math.sqrt(d_k),
-                "the scores are cosine similarities (q and k normalised to length 1): attention uses the plain dot product "
-                "q k^T, scaled by 1/√d_k": torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(k, dim=-1).transpose(-2, -1),
-            }
-            if S == d_k:
-                mistakes[f"k is not transposed (q @ k): {TRANSPOSE_HINT}"] = q @ k / math.sqrt(d_k)
-                mistakes[f"k is not transposed and not scaled: use q @ k.transpose(-2, -1) / math.sqrt(d_k)"] = q @ k
-            expect_tensor(got, expected.shape, what)
-            if not close(got, expected) and not any(close(got, m) for m in mistakes.values()):
-                ratio = (raw.abs().sum() / got.double().abs().sum()).item() if got.abs().sum() > 0 else 0.0
-                if ratio > 0 and close(got * ratio, raw, atol=1e-4):
-                    fail(f"{what} is q k^T divided by {ratio:.4g}; divide by √d_k = {math.sqrt(d_k):.4g} instead "
-                         f"(d_k = q.shape[-1], the feature size of a query)")
-            expect_close(got, expected, what, mistakes=mistakes,
-                         hint="Expected q @ k.transpose(-2, -1) / math.sqrt(d_k).")
-        return len(cases)
+    g = torch.Generator().manual_seed(3)
+    cases = [  # (q shape, k shape): odd sizes; S == d_k in the second so a missing transpose runs
+        ((2, 3, 5, 4), (2, 3, 7, 4)),
+        ((2, 5, 4), (2, 4, 4)),
+        ((1, 1, 9), (1, 6, 9)),
+        ((7, 16), (3, 16)),
+    ]
+    for q_shape, k_shape in cases:
+        q, k = _randn(g, *q_shape), _randn(g, *k_shape)
+        case = f"q {q_shape} and k {k_shape}"
+        got = _call(fn, q.clone(), k.clone(), case=case)
+        expect_result(got, f"the score matrix for {case}")
+        expected = attention_scores(q, k)
+        T, S, d_k = q.shape[-2], k.shape[-2], q.shape[-1]
+        what = f"the score matrix for {case}"
+        if isinstance(got, torch.Tensor) and got.shape[:-2] == expected.shape[:-2] and got.shape[-2:] == (S, T) \
+                and T != S:
+            fail(f"{what} has shape {tuple(got.shape)}, the transpose of (..., T, S) = {tuple(expected.shape)}: "
+                 f"you computed k q^T. Rows must be queries and columns keys: q @ k.transpose(-2, -1)")
+        raw = q @ k.transpose(-2, -1)
+        mistakes = {
+            f"the scores are not scaled: divide q k^T by √d_k = √{d_k}": raw,
+            f"the scores are divided by d_k = {d_k} instead of √d_k = {math.sqrt(d_k):.3g}: use math.sqrt(d_k)": raw / d_k,
+            f"the scores are divided by √T, the number of queries (q.shape[-2] = {T}); scale by the feature size "
+            f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(T),
+            f"the scores are divided by √S, the number of keys (k.shape[-2] = {S}); scale by the feature size "
+            f"d_k = q.shape[-1] = {d_k}": raw / math.sqrt(S),
+            f"the scores are multiplied by √d_k instead of divided by it": raw * math.sqrt(d_k),
+            "the scores are cosine similarities (q and k normalised to length 1): attention uses the plain dot product "
+            "q k^T, scaled by 1/√d_k": torch.nn.functional.normalize(q, dim=-1) @ torch.nn.functional.normalize(k, dim=-1).transpose(-2, -1),
+        }
+        if S == d_k:
+            mistakes[f"k is not transposed (q @ k): {TRANSPOSE_HINT}"] = q @ k / math.sqrt(d_k)
+            mistakes[f"k is not transposed and not scaled: use q @ k.transpose(-2, -1) / math.sqrt(d_k)"] = q @ k
+        expect_tensor(got, expected.shape, what)
+        if not close(got, expected) and not any(close(got, m) for m in mistakes.values()):
+            ratio = (raw.abs().sum() / got.double().abs().sum()).item() if got.abs().sum() > 0 else 0.0
+            if ratio > 0 and close(got * ratio, raw, atol=1e-4):
+                fail(f"{what} is q k^T divided by {ratio:.4g}; divide by √d_k = {math.sqrt(d_k):.4g} instead "
+                     f"(d_k = q.shape[-1], the feature size of a query)")
+        expect_close(got, expected, what, mistakes=mistakes,
+                     hint="Expected q @ k.transpose(-2, -1) / math.sqrt(d_k).")
+    return len(cases)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,58 +112,57 @@ def check_attention_scores(fn):
 @exercise(reference=softmax)
 def check_softmax(fn):
     """Check ``fn(x) -> softmax over the last dimension``, stable for large and tiny scores."""
-    with _one_thread():
-        g = torch.Generator().manual_seed(4)
-        cases = [
-            ("scores of shape (2, 3, 5, 7)", _randn(g, 2, 3, 5, 7)),
-            ("a (1, 1) score", _randn(g, 1, 1)),
-            ("a (3, 6) score matrix whose rows are shifted copies of each other", torch.tensor([[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]]).repeat(3, 1)
-             + torch.arange(3.0)[:, None] * 0.5),
-            ("large scores (around 1000) of shape (4, 5)", 1000.0 + 5 * _randn(g, 4, 5)),
-            ("rows of very different size: one around 0, one around -2000, shape (2, 5)",
-             torch.stack([_randn(g, 5), -2000.0 + _randn(g, 5)])),
-        ]
-        for what_case, x in cases:
-            original = x.clone()
-            got = call_diagnosing(fn, x, case=what_case, raising={
-                "a maximum or a sum over dim=-1 without keepdim=True drops that axis, so it no longer lines up "
-                "with the rows of x: pass keepdim=True, e.g. x.amax(dim=-1, keepdim=True)":
-                    lambda x: torch.exp(x - x.amax(dim=-1)),
-                "x.max(dim=-1, keepdim=True) returns a pair (values, indices): use x.amax(dim=-1, keepdim=True) "
-                "or x.max(dim=-1, keepdim=True).values": lambda x: x - x.max(dim=-1, keepdim=True),
-            })
-            expect_result(got, f"softmax of {what_case}")
-            if not torch.equal(x, original):
-                fail(f"your function changed its input in place on {what_case} (e.g. x -= ... or x.exp_()): "
-                     f"compute new tensors, the caller still needs its scores")
-            expected = softmax(original)
-            what = f"softmax of {what_case}"
-            expect_tensor(got, expected.shape, what)
-            if not torch.isfinite(got).all():
-                if "different size" in what_case:
-                    fail(f"{what} contains NaN or inf: subtract each row's *own* maximum "
-                         f"(x.amax(dim=-1, keepdim=True)), not one maximum for the whole tensor: exp(-2000) "
-                         f"underflows to 0, and 0 / 0 is NaN")
-                fail(f"{what} contains NaN or inf: exp of large (or very negative) scores overflows (underflows). "
-                     f"Subtract each row's maximum first: exp(x - max) / sum(exp(x - max)) is the same softmax "
-                     f"and never overflows")
-            mistakes = {
-                "it is normalised over the wrong axis: each row (the last dimension, dim=-1) must sum to 1":
-                    softmax(original, dim=-2) if original.dim() > 1 else original,
-                "it is normalised over the whole tensor: normalise each row separately (sum over dim=-1 with "
-                "keepdim=True)": torch.exp(original - original.max()) / torch.exp(original - original.max()).sum(),
-                "exp is missing: softmax divides exp(x) by the row's sum of exp(x), not x by the sum of x":
-                    original / original.sum(dim=-1, keepdim=True),
-                "it is not normalised: divide exp(x - max) by its sum over the row":
-                    torch.exp(original - original.amax(dim=-1, keepdim=True)),
-                    "this is log_softmax: take exp(x - max) / sum(exp(x - max))": torch.log_softmax(original, dim=-1),
-            }
-            for d in range(original.dim() - 2):            # the other wrong axes of a batch of score matrices
-                mistakes[f"it is normalised over the wrong axis (dim={d}): each row (the last dimension, dim=-1) "
-                         f"must sum to 1"] = softmax(original, dim=d)
-            expect_close(got, expected, what, mistakes=mistakes,
-                         hint="Expected exp(x - max) / exp(x - max).sum(dim=-1, keepdim=True), max over dim=-1.")
-        return len(cases)
+    g = torch.Generator().manual_seed(4)
+    cases = [
+        ("scores of shape (2, 3, 5, 7)", _randn(g, 2, 3, 5, 7)),
+        ("a (1, 1) score", _randn(g, 1, 1)),
+        ("a (3, 6) score matrix whose rows are shifted copies of each other", torch.tensor([[0.0, 1.0, 2.0, 0.0, 1.0, 2.0]]).repeat(3, 1)
+         + torch.arange(3.0)[:, None] * 0.5),
+        ("large scores (around 1000) of shape (4, 5)", 1000.0 + 5 * _randn(g, 4, 5)),
+        ("rows of very different size: one around 0, one around -2000, shape (2, 5)",
+         torch.stack([_randn(g, 5), -2000.0 + _randn(g, 5)])),
+    ]
+    for what_case, x in cases:
+        original = x.clone()
+        got = call_diagnosing(fn, x, case=what_case, raising={
+            "a maximum or a sum over dim=-1 without keepdim=True drops that axis, so it no longer lines up "
+            "with the rows of x: pass keepdim=True, e.g. x.amax(dim=-1, keepdim=True)":
+                lambda x: torch.exp(x - x.amax(dim=-1)),
+            "x.max(dim=-1, keepdim=True) returns a pair (values, indices): use x.amax(dim=-1, keepdim=True) "
+            "or x.max(dim=-1, keepdim=True).values": lambda x: x - x.max(dim=-1, keepdim=True),
+        })
+        expect_result(got, f"softmax of {what_case}")
+        if not torch.equal(x, original):
+            fail(f"your function changed its input in place on {what_case} (e.g. x -= ... or x.exp_()): "
+                 f"compute new tensors, the caller still needs its scores")
+        expected = softmax(original)
+        what = f"softmax of {what_case}"
+        expect_tensor(got, expected.shape, what)
+        if not torch.isfinite(got).all():
+            if "different size" in what_case:
+                fail(f"{what} contains NaN or inf: subtract each row's *own* maximum "
+                     f"(x.amax(dim=-1, keepdim=True)), not one maximum for the whole tensor: exp(-2000) "
+                     f"underflows to 0, and 0 / 0 is NaN")
+            fail(f"{what} contains NaN or inf: exp of large (or very negative) scores overflows (underflows). "
+                 f"Subtract each row's maximum first: exp(x - max) / sum(exp(x - max)) is the same softmax "
+                 f"and never overflows")
+        mistakes = {
+            "it is normalised over the wrong axis: each row (the last dimension, dim=-1) must sum to 1":
+                softmax(original, dim=-2) if original.dim() > 1 else original,
+            "it is normalised over the whole tensor: normalise each row separately (sum over dim=-1 with "
+            "keepdim=True)": torch.exp(original - original.max()) / torch.exp(original - original.max()).sum(),
+            "exp is missing: softmax divides exp(x) by the row's sum of exp(x), not x by the sum of x":
+                original / original.sum(dim=-1, keepdim=True),
+            "it is not normalised: divide exp(x - max) by its sum over the row":
+                torch.exp(original - original.amax(dim=-1, keepdim=True)),
+                "this is log_softmax: take exp(x - max) / sum(exp(x - max))": torch.log_softmax(original, dim=-1),
+        }
+        for d in range(original.dim() - 2):            # the other wrong axes of a batch of score matrices
+            mistakes[f"it is normalised over the wrong axis (dim={d}): each row (the last dimension, dim=-1) "
+                     f"must sum to 1"] = softmax(original, dim=d)
+        expect_close(got, expected, what, mistakes=mistakes,
+                     hint="Expected exp(x - max) / exp(x - max).sum(dim=-1, keepdim=True), max over dim=-1.")
+    return len(cases)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,24 +364,23 @@ def _attention_cases() -> list[tuple[str, tuple]]:
 @exercise(reference=scaled_dot_product_attention)
 def check_scaled_dot_product_attention(fn):
     """Check ``fn(q, k, v, mask=None) -> (output, weights)`` against the reference."""
-    with _one_thread():
-        cases = _attention_cases()
-        for case, (q, k, v, mask) in cases:
-            got = _call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case, hint=PRODUCTS_HINT)
-            _expect_attention(got, q, k, v, mask, case)
-        # float16: a -1e9 fill overflows, a -inf fill gives NaN in the fully masked row
-        case, (q, k, v, mask) = cases[3]
-        q, k, v = q.half(), k.half(), v.half()
-        case = "float16 inputs (" + case + ")"
-        try:
-            got = call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case)
-        except AssertionError as e:
-            if "overflow" in str(e):
-                raise type(e)(f"{e}\n   Hint: -1e9 does not fit in float16 (its largest number is 65504): fill with "
-                              f"torch.finfo(scores.dtype).min, which fits every dtype") from e.__cause__
-            raise
-        if isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(x, torch.Tensor) for x in got) \
-                and any(x.dtype != torch.float16 for x in got):
-            fail(f"on {case} the result should stay float16, got {got[0].dtype} and {got[1].dtype}")
-        _expect_attention(got, q, k, v, mask, case, atol=1e-2, rtol=1e-2)
-        return len(cases) + 1
+    cases = _attention_cases()
+    for case, (q, k, v, mask) in cases:
+        got = _call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case, hint=PRODUCTS_HINT)
+        _expect_attention(got, q, k, v, mask, case)
+    # float16: a -1e9 fill overflows, a -inf fill gives NaN in the fully masked row
+    case, (q, k, v, mask) = cases[3]
+    q, k, v = q.half(), k.half(), v.half()
+    case = "float16 inputs (" + case + ")"
+    try:
+        got = call(fn, q.clone(), k.clone(), v.clone(), mask=mask, case=case)
+    except AssertionError as e:
+        if "overflow" in str(e):
+            raise type(e)(f"{e}\n   Hint: -1e9 does not fit in float16 (its largest number is 65504): fill with "
+                          f"torch.finfo(scores.dtype).min, which fits every dtype") from e.__cause__
+        raise
+    if isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(x, torch.Tensor) for x in got) \
+            and any(x.dtype != torch.float16 for x in got):
+        fail(f"on {case} the result should stay float16, got {got[0].dtype} and {got[1].dtype}")
+    _expect_attention(got, q, k, v, mask, case, atol=1e-2, rtol=1e-2)
+    return len(cases) + 1

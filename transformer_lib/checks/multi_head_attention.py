@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import math
 
-import contextlib
-
 import torch
 
 from ..multi_head_attention import MultiHeadAttention, merge_heads, multi_head_attention_forward, split_heads
 from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
 
 __all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention_forward"]
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """Run a check's tiny tensors on one thread: on a busy machine, waking a second thread for
-    every small operation costs milliseconds each; the results do not change."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 VIEW_HINT = ("view needs the numbers in memory order, and transpose only changes how they are read: "
@@ -47,62 +33,60 @@ def _call(fn, *args, case: str, **kwargs):
 @exercise(reference=split_heads)
 def check_split_heads(fn):
     """Check ``fn(x (B, T, D), num_heads) -> (B, H, T, d_k)``."""
-    with _one_thread():
-        g = torch.Generator().manual_seed(6)
-        cases = [(2, 5, 12, 3), (3, 7, 12, 4), (1, 1, 8, 2), (2, 5, 6, 1)]
-        for B, T, D, H in cases:
-            d_k = D // H
-            x = torch.randn(B, T, D, generator=g)
-            case = f"x of shape ({B}, {T}, {D}) with num_heads={H}"
-            got = _call(fn, x.clone(), H, case=case)
-            expected = split_heads(x, H)
-            what = f"split_heads(x, {H}) for x of shape ({B}, {T}, {D})"
-            if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, H, d_k) and T != H:
-                fail(f"{what} has shape {tuple(got.shape)} = (B, T, H, d_k): the transpose is missing. "
-                     f"After x.view(B, T, H, d_k), move the head axis in front of the tokens with .transpose(1, 2)")
-            expect_close(got, expected, what, mistakes={
-                "it reshapes straight to (B, H, T, d_k) (view or reshape alone), which cuts the numbers in memory "
-                "order and mixes tokens into the heads: view as (B, T, H, d_k) first, then .transpose(1, 2)":
-                    x.reshape(B, H, T, d_k),
-                "each head gets every H-th feature (view as (B, T, d_k, H)): head h must get the block of features "
-                "h*d_k ... (h+1)*d_k-1, so view as (B, T, H, d_k), then .transpose(1, 2)":
-                    x.view(B, T, d_k, H).permute(0, 3, 1, 2),
-                "the heads are in reverse order: head 0 must hold the first d_k features":
-                    x.view(B, T, H, d_k).transpose(1, 2).flip(1),
-            }, hint="Expected x.view(B, T, H, d_k).transpose(1, 2).")
-        return len(cases)
+    g = torch.Generator().manual_seed(6)
+    cases = [(2, 5, 12, 3), (3, 7, 12, 4), (1, 1, 8, 2), (2, 5, 6, 1)]
+    for B, T, D, H in cases:
+        d_k = D // H
+        x = torch.randn(B, T, D, generator=g)
+        case = f"x of shape ({B}, {T}, {D}) with num_heads={H}"
+        got = _call(fn, x.clone(), H, case=case)
+        expected = split_heads(x, H)
+        what = f"split_heads(x, {H}) for x of shape ({B}, {T}, {D})"
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, H, d_k) and T != H:
+            fail(f"{what} has shape {tuple(got.shape)} = (B, T, H, d_k): the transpose is missing. "
+                 f"After x.view(B, T, H, d_k), move the head axis in front of the tokens with .transpose(1, 2)")
+        expect_close(got, expected, what, mistakes={
+            "it reshapes straight to (B, H, T, d_k) (view or reshape alone), which cuts the numbers in memory "
+            "order and mixes tokens into the heads: view as (B, T, H, d_k) first, then .transpose(1, 2)":
+                x.reshape(B, H, T, d_k),
+            "each head gets every H-th feature (view as (B, T, d_k, H)): head h must get the block of features "
+            "h*d_k ... (h+1)*d_k-1, so view as (B, T, H, d_k), then .transpose(1, 2)":
+                x.view(B, T, d_k, H).permute(0, 3, 1, 2),
+            "the heads are in reverse order: head 0 must hold the first d_k features":
+                x.view(B, T, H, d_k).transpose(1, 2).flip(1),
+        }, hint="Expected x.view(B, T, H, d_k).transpose(1, 2).")
+    return len(cases)
 
 
 @exercise(reference=merge_heads)
 def check_merge_heads(fn):
     """Check ``fn(x (B, H, T, d_k)) -> (B, T, D)``, the inverse of split_heads."""
-    with _one_thread():
-        g = torch.Generator().manual_seed(7)
-        cases = [(2, 3, 5, 4), (3, 4, 7, 3), (1, 2, 1, 4), (2, 1, 5, 6)]
-        for B, H, T, d_k in cases:
-            x = torch.randn(B, H, T, d_k, generator=g)
-            case = f"x of shape ({B}, {H}, {T}, {d_k})"
-            got = _call(fn, x.clone(), case=case)
-            expected = merge_heads(x)
-            what = f"merge_heads(x) for x of shape ({B}, {H}, {T}, {d_k})"
-            if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, d_k) and H > 1:
-                fail(f"{what} has shape {tuple(got.shape)} = (B, T, d_k): did you sum or average the heads? "
-                     f"Concatenate them: (B, H, T, d_k) -> (B, T, H, d_k) -> (B, T, H*d_k)")
-            expect_close(got, expected, what, mistakes={
-                "the heads are merged without moving the head axis back (reshape of (B, H, T, d_k) straight to "
-                "(B, T, D)), which mixes tokens and heads: first .transpose(1, 2) to (B, T, H, d_k), then reshape":
-                    x.reshape(B, T, H * d_k),
-                "the heads are merged in the wrong order: their features are interleaved (feature j of head h at "
-                "position j*H + h). Head h's d_k features must stay together, at h*d_k ... (h+1)*d_k-1: "
-                ".transpose(1, 2) to (B, T, H, d_k), then reshape": x.permute(0, 2, 3, 1).reshape(B, T, H * d_k),
-                "the heads are merged in the wrong order (last head first): concatenate head 0, head 1, ... in order":
-                    x.flip(1).transpose(1, 2).reshape(B, T, H * d_k),
-            }, hint="Expected x.transpose(1, 2).reshape(B, T, H * d_k).")
-        # it must undo split_heads
-        y = torch.randn(2, 5, 12, generator=g)
-        back = _call(fn, split_heads(y, 3), case="split_heads(y, 3) for y of shape (2, 5, 12)")
-        expect_close(back, y, "merge_heads(split_heads(y, 3))", hint="merge_heads must undo split_heads.")
-        return len(cases) + 1
+    g = torch.Generator().manual_seed(7)
+    cases = [(2, 3, 5, 4), (3, 4, 7, 3), (1, 2, 1, 4), (2, 1, 5, 6)]
+    for B, H, T, d_k in cases:
+        x = torch.randn(B, H, T, d_k, generator=g)
+        case = f"x of shape ({B}, {H}, {T}, {d_k})"
+        got = _call(fn, x.clone(), case=case)
+        expected = merge_heads(x)
+        what = f"merge_heads(x) for x of shape ({B}, {H}, {T}, {d_k})"
+        if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, d_k) and H > 1:
+            fail(f"{what} has shape {tuple(got.shape)} = (B, T, d_k): did you sum or average the heads? "
+                 f"Concatenate them: (B, H, T, d_k) -> (B, T, H, d_k) -> (B, T, H*d_k)")
+        expect_close(got, expected, what, mistakes={
+            "the heads are merged without moving the head axis back (reshape of (B, H, T, d_k) straight to "
+            "(B, T, D)), which mixes tokens and heads: first .transpose(1, 2) to (B, T, H, d_k), then reshape":
+                x.reshape(B, T, H * d_k),
+            "the heads are merged in the wrong order: their features are interleaved (feature j of head h at "
+            "position j*H + h). Head h's d_k features must stay together, at h*d_k ... (h+1)*d_k-1: "
+            ".transpose(1, 2) to (B, T, H, d_k), then reshape": x.permute(0, 2, 3, 1).reshape(B, T, H * d_k),
+            "the heads are merged in the wrong order (last head first): concatenate head 0, head 1, ... in order":
+                x.flip(1).transpose(1, 2).reshape(B, T, H * d_k),
+        }, hint="Expected x.transpose(1, 2).reshape(B, T, H * d_k).")
+    # it must undo split_heads
+    y = torch.randn(2, 5, 12, generator=g)
+    back = _call(fn, split_heads(y, 3), case="split_heads(y, 3) for y of shape (2, 5, 12)")
+    expect_close(back, y, "merge_heads(split_heads(y, 3))", hint="merge_heads must undo split_heads.")
+    return len(cases) + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,33 +184,32 @@ def _mha_cases():
 @exercise(reference=multi_head_attention_forward)
 def check_multi_head_attention_forward(fn):
     """Check ``fn(mha, query, key, value, mask=None) -> (output (B, T, D), weights (B, H, T, S))``."""
-    with _one_thread():
-        cases = _mha_cases()
-        for case, mha, (query, key, value, mask) in cases:
-            with torch.no_grad():
-                got = call(fn, mha, query.clone(), key.clone(), value.clone(), mask=mask, case=case)
-                exp_out, exp_w = multi_head_attention_forward(mha, query, key, value, mask=mask)
-                if not isinstance(got, (tuple, list)) or len(got) != 2:
-                    fail(f"on {case} your function should return a pair (output, weights), got {describe(got)}")
-                out, w = got
-                B, H, T, S = exp_w.shape
-                if isinstance(w, torch.Tensor) and tuple(w.shape) == (B, T, S) and H > 1:
-                    fail(f"on {case} the weights have shape {tuple(w.shape)}: return every head's weights, "
-                         f"(B, H, T, S) = {tuple(exp_w.shape)}, not their average")
-                expect_tensor(w, exp_w.shape, f"on {case} the weights")
-                expect_tensor(out, exp_out.shape, f"on {case} the output")
-                if torch.isnan(out).any() or torch.isnan(w).any():
-                    inverted = "" if mask is None else (" A query that may attend to no key gives NaN with a -inf "
-                                                        "fill: is your mask inverted? True means *may attend*.")
-                    fail(f"on {case} the result contains NaN.{inverted}")
-                if close(out, exp_out) and close(w, exp_w):
-                    continue
-                mistakes = _mha_mistakes(mha, query, key, value, mask)
-                for message, (m_out, m_w) in mistakes:
-                    if close(out, m_out) and close(w, m_w):
-                        fail(f"on {case}: {message}")
-                expect_close(w, exp_w, f"on {case} the weight tensor", mistakes={msg: mw for msg, (_, mw) in mistakes},
-                             hint="Expected scaled_dot_product_attention(q, k, v, mask) of the split projections.")
-                expect_close(out, exp_out, f"on {case} the output", mistakes={msg: mo for msg, (mo, _) in mistakes},
-                             hint="Expected mha.w_o(merge_heads(output of the attention)).")
-        return len(cases)
+    cases = _mha_cases()
+    for case, mha, (query, key, value, mask) in cases:
+        with torch.no_grad():
+            got = call(fn, mha, query.clone(), key.clone(), value.clone(), mask=mask, case=case)
+            exp_out, exp_w = multi_head_attention_forward(mha, query, key, value, mask=mask)
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                fail(f"on {case} your function should return a pair (output, weights), got {describe(got)}")
+            out, w = got
+            B, H, T, S = exp_w.shape
+            if isinstance(w, torch.Tensor) and tuple(w.shape) == (B, T, S) and H > 1:
+                fail(f"on {case} the weights have shape {tuple(w.shape)}: return every head's weights, "
+                     f"(B, H, T, S) = {tuple(exp_w.shape)}, not their average")
+            expect_tensor(w, exp_w.shape, f"on {case} the weights")
+            expect_tensor(out, exp_out.shape, f"on {case} the output")
+            if torch.isnan(out).any() or torch.isnan(w).any():
+                inverted = "" if mask is None else (" A query that may attend to no key gives NaN with a -inf "
+                                                    "fill: is your mask inverted? True means *may attend*.")
+                fail(f"on {case} the result contains NaN.{inverted}")
+            if close(out, exp_out) and close(w, exp_w):
+                continue
+            mistakes = _mha_mistakes(mha, query, key, value, mask)
+            for message, (m_out, m_w) in mistakes:
+                if close(out, m_out) and close(w, m_w):
+                    fail(f"on {case}: {message}")
+            expect_close(w, exp_w, f"on {case} the weight tensor", mistakes={msg: mw for msg, (_, mw) in mistakes},
+                         hint="Expected scaled_dot_product_attention(q, k, v, mask) of the split projections.")
+            expect_close(out, exp_out, f"on {case} the output", mistakes={msg: mo for msg, (mo, _) in mistakes},
+                         hint="Expected mha.w_o(merge_heads(output of the attention)).")
+    return len(cases)

@@ -1,54 +1,11 @@
-"""Checks for lesson 00's warm-up exercise, and two helpers the early lessons' checks share.
-
-:func:`call_diagnosing` names a typical mistake from the error it raises (e.g. a missing
-``keepdim=True``); :func:`expect_result` catches a function that returns nothing or a NumPy array.
-"""
+"""Checks for lesson 00's warm-up exercise."""
 from __future__ import annotations
 
-from typing import Callable
-
-import numpy as np
 import torch
 
-from ._core import CheckFailed, call, exercise, expect_close, fail
+from ._core import call_diagnosing, exercise, expect_close, expect_result
 
 __all__ = ["check_normalize_rows"]
-
-
-def call_diagnosing(fn: Callable, *args, case: str = "", raising: dict[str, Callable] | None = None):
-    """Like :func:`call`, but when ``fn`` raises, look for a typical mistake that raises the very
-    same error on these arguments and name it. ``raising`` maps a diagnosis in words to a
-    function with that mistake."""
-    __tracebackhide__ = True
-    try:
-        return call(fn, *args, case=case)
-    except CheckFailed as failed:
-        error = failed.__cause__
-        if error is None:
-            raise
-        for message, wrong in (raising or {}).items():
-            try:
-                wrong(*args)
-            except type(error) as same:
-                if str(same) == str(error):
-                    raise CheckFailed(f"your function raised {type(error).__name__} on {case}: {message}") from error
-            except Exception:  # noqa: BLE001 - a different error: not this mistake
-                pass
-        raise
-
-
-def expect_result(got, what: str) -> None:
-    """Fail with a hint when the learner's function returned ``None`` or a NumPy array.
-
-    ``what`` names the result, e.g. "normalize_rows(x) for x of shape (3, 5)".
-    """
-    __tracebackhide__ = True
-    if got is None:
-        fail(f"{what}: your function returned None. Did you forget the `return` statement? (An in-place "
-             f"operation such as `x /= ...` changes x but returns nothing.)")
-    if isinstance(got, np.ndarray):
-        fail(f"{what} should be a torch.Tensor, got a NumPy array: stay with torch operations, or convert "
-             f"the array with torch.from_numpy(...)")
 
 
 def normalize_rows(x: torch.Tensor) -> torch.Tensor:
