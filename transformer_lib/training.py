@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .utils import check_positive_int, smoke_test_mode
+from .utils import check_positive_int, check_tensor, smoke_test_mode
 
 #: Steps a training loop runs when TRANSFORMER_COURSE_SMOKE=1 (the exercise-notebook tests).
 SMOKE_STEPS = 3
@@ -123,3 +123,171 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
 def _progress_bar(total: int, desc: str):
     from tqdm.auto import tqdm  # imported here: tqdm is only needed when training
     return tqdm(total=total, desc=desc, mininterval=0.5)
+
+
+# -- lesson 08: the loss, the learning-rate schedule, teacher forcing, saving ------------------
+
+def label_smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.1,
+                                 pad_id: int | None = 0) -> torch.Tensor:
+    """Cross-entropy against a smoothed target distribution, averaged over non-padding tokens.
+
+    The target distribution puts ``1 - smoothing`` on the correct token and spreads
+    ``smoothing`` uniformly over all ``V`` classes (Szegedy et al. 2016, and PyTorch's
+    ``F.cross_entropy(..., label_smoothing=smoothing, ignore_index=pad_id)``, which this equals)::
+
+        q = (1 - smoothing) * one_hot(target) + smoothing / V
+        loss = mean over tokens with target != pad_id of  -sum_v q_v log p_v
+
+    Args:
+        logits: ``(..., V)`` unnormalised scores.
+        target: ``(...)`` correct ids (same leading shape as ``logits``).
+        smoothing: the probability mass moved away from the correct token, in [0, 1).
+        pad_id: target id to ignore (``None``: ignore nothing).
+
+    Returns:
+        a scalar tensor; ``0`` (never NaN) when every target is padding. Computed with
+        ``log_softmax``, so it stays finite for very large logits.
+    """
+    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
+        raise TypeError(f"logits must be a float tensor, got {type(logits).__name__}")
+    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.dtype == torch.bool:
+        raise TypeError("target must be an integer tensor of token ids")
+    if logits.shape[:-1] != target.shape:
+        raise ValueError(f"logits (..., V) and target (...) must agree, got logits {tuple(logits.shape)} "
+                         f"and target {tuple(target.shape)}")
+    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    V = logits.shape[-1]
+    log_probs = torch.log_softmax(logits.float(), dim=-1).reshape(-1, V)       # (..., V) -> (N, V)
+    target = target.reshape(-1)                                                 # (...) -> (N,)
+    keep = torch.ones_like(target, dtype=torch.bool) if pad_id is None else target != pad_id
+    safe_target = target.masked_fill(~keep, 0)
+    nll = -log_probs.gather(-1, safe_target[:, None]).squeeze(-1)               # (N,): -log p(correct)
+    uniform = -log_probs.mean(dim=-1)                                           # (N,): -(1/V) sum_v log p_v
+    per_token = (1 - smoothing) * nll + smoothing * uniform                     # (N,)
+    return (per_token * keep).sum() / keep.sum().clamp(min=1)
+
+
+def noam_lr(step: int, d_model: int, warmup_steps: int = 4000, factor: float = 1.0) -> float:
+    """The learning rate of "Attention Is All You Need" (section 5.3) at ``step`` (from 1)::
+
+        lr = factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
+
+    It grows linearly for ``warmup_steps`` steps, peaks at ``factor / sqrt(d_model * warmup_steps)``,
+    then decays like ``1 / sqrt(step)``. The paper uses ``d_model=512, warmup_steps=4000, factor=1``.
+    """
+    check_positive_int("step", step)
+    check_positive_int("d_model", d_model)
+    check_positive_int("warmup_steps", warmup_steps)
+    return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
+
+
+def warmup_linear_decay_lr(step: int, total_steps: int, warmup_steps: int, peak_lr: float) -> float:
+    """Linear warm-up to ``peak_lr`` over ``warmup_steps`` steps, then a linear decay that reaches
+    almost zero at ``total_steps`` (the schedule of BERT and of most short training runs)::
+
+        lr = peak_lr * step / warmup_steps                                      step <= warmup_steps
+        lr = peak_lr * (total_steps - step + 1) / (total_steps - warmup_steps + 1)   afterwards
+
+    Like :func:`noam_lr` it warms up; unlike it, it knows when training ends and anneals to zero
+    there, which removes the last noisy updates (and with them the last errors) of a short run.
+    """
+    check_positive_int("step", step)
+    check_positive_int("total_steps", total_steps)
+    check_positive_int("warmup_steps", warmup_steps)
+    if warmup_steps >= total_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} must be smaller than total_steps={total_steps}")
+    if step <= warmup_steps:
+        return peak_lr * step / warmup_steps
+    return peak_lr * max(total_steps - step + 1, 0) / (total_steps - warmup_steps + 1)
+
+
+def lr_scheduler(optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+    """A ``LambdaLR`` that sets the learning rate to ``lr_at(step)`` before optimiser step
+    ``step`` = 1, 2, ... (it sets the optimiser's base rate to 1, because ``LambdaLR``
+    multiplies the base rate by the function's value)."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_at(i + 1))
+
+
+def noam_scheduler(optimizer: torch.optim.Optimizer, d_model: int, warmup_steps: int = 4000,
+                   factor: float = 1.0, lr_fn: Callable[..., float] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`lr_scheduler` with ``lr_fn(step, d_model, warmup_steps, factor)`` (default :func:`noam_lr`)."""
+    fn = noam_lr if lr_fn is None else lr_fn
+    return lr_scheduler(optimizer, lambda step: fn(step, d_model, warmup_steps, factor))
+
+
+def shift_right(target: torch.Tensor, bos_id: int, pad_id: int = 0) -> torch.Tensor:
+    """Teacher forcing's decoder input: ``<bos>`` followed by the target without its last token.
+
+    ``target (B, T)`` (ending in ``<eos>`` and padding) -> ``(B, T)``; the decoder reads
+    ``shift_right(y)[:, t]`` = ``y[:, t-1]`` and must predict ``y[:, t]``.
+    """
+    check_tensor("target", target, ndim=2, floating=False)
+    start = torch.full_like(target[:, :1], bos_id)                               # (B, 1)
+    shifted = torch.cat([start, target[:, :-1]], dim=1)                          # (B, 1) + (B, T-1) -> (B, T)
+    # once the target is padding, the input is padding too (the <eos> itself is never an input)
+    return shifted.masked_fill(target == pad_id, pad_id)
+
+
+def seq2seq_loss(smoothing: float = 0.1, loss: Callable[..., torch.Tensor] | None = None) -> Callable:
+    """``loss_fn(model, batch)`` for :func:`train`: teacher forcing on a batch with ``src``,
+    ``tgt_in`` and ``tgt_out`` (see :class:`transformer_lib.data.Batch`), scored with ``loss``
+    (default :func:`label_smoothed_cross_entropy`)."""
+    loss = label_smoothed_cross_entropy if loss is None else loss
+
+    def loss_fn(model: nn.Module, batch) -> torch.Tensor:
+        logits = model(batch.src, batch.tgt_in)                                  # (B, T, V)
+        return loss(logits, batch.tgt_out, smoothing=smoothing, pad_id=model.config.pad_id)
+    return loss_fn
+
+
+@torch.no_grad()
+def token_accuracy(model: nn.Module, batches: Iterable) -> float:
+    """Fraction of non-padding target tokens predicted right with teacher forcing (cheap: one
+    forward pass per batch, no decoding)."""
+    was_training = model.training
+    model.eval()
+    right = total = 0
+    for batch in batches:
+        batch = to_device(batch, next(model.parameters()).device)
+        pred = model(batch.src, batch.tgt_in).argmax(dim=-1)                     # (B, T)
+        keep = batch.tgt_out != model.config.pad_id
+        right += int(((pred == batch.tgt_out) & keep).sum())
+        total += int(keep.sum())
+    model.train(was_training)
+    return right / max(total, 1)
+
+
+def exact_match(predictions: Iterable[str], references: Iterable[str]) -> float:
+    """Fraction of predictions equal to their reference, character for character."""
+    predictions, references = list(predictions), list(references)
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    return sum(p == r for p, r in zip(predictions, references)) / max(len(references), 1)
+
+
+# -- saving and loading a trained model ------------------------------------------------------
+
+def save_model(model: nn.Module, path, **extra) -> None:
+    """Save a :class:`~transformer_lib.transformer.Transformer`'s config and weights to ``path``
+    (one file, ``torch.save``), plus any ``extra`` picklable-by-value items (e.g. the vocabulary)."""
+    config = getattr(model, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError(f"save_model saves a model with a .config (TransformerConfig), got {type(model).__name__}")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"config": config.to_dict(), "state_dict": state, "extra": extra}, path)
+
+
+def load_model(path, device: torch.device | str = "cpu", return_extra: bool = False):
+    """Rebuild the model saved by :func:`save_model` (in eval mode, on ``device``).
+
+    Returns the model, or ``(model, extra)`` with ``return_extra=True``.
+    """
+    from .transformer import Transformer, TransformerConfig
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = Transformer(TransformerConfig.from_dict(saved["config"]))
+    model.load_state_dict(saved["state_dict"])
+    model.to(device).eval()
+    return (model, saved.get("extra", {})) if return_extra else model

@@ -1,2 +1,284 @@
-"""Checks for the training exercises (filled in with the lesson)."""
-__all__: list[str] = []
+"""Checks for the lesson 08 exercises: the label-smoothed loss, the learning-rate schedule,
+greedy decoding."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..decoding import BOS_ID, EOS_ID, greedy_decode
+from ..masks import padding_mask
+from ..training import label_smoothed_cross_entropy, noam_lr
+from ..transformer import Transformer, TransformerConfig
+from ._core import CheckFailed, call, describe, diagnose, exercise, expect_close, fail
+
+__all__ = ["check_label_smoothed_cross_entropy", "check_noam_lr", "check_greedy_decode", "decoding_test_model"]
+
+
+# -- the label-smoothed loss -------------------------------------------------------------------
+
+def _smoothed_loss(logits, target, smoothing, pad_id, spread="all", ignore_pad=True, denominator="tokens"):
+    """The reference and its typical wrong versions, for diagnoses.
+
+    spread: over which classes the ``smoothing`` mass goes: "all" V classes (right), "others"
+    (the V-1 wrong classes), "no_pad" (every class but <pad>), "others_no_pad" (V-2 classes:
+    the Annotated Transformer's convention), "none" (no smoothing).
+    """
+    V = logits.shape[-1]
+    log_probs = torch.log_softmax(logits.double(), dim=-1).reshape(-1, V)
+    target = target.reshape(-1)
+    one_hot = torch.nn.functional.one_hot(target, V).double()
+    allowed = torch.ones(V, dtype=torch.double)
+    if spread in ("no_pad", "others_no_pad"):
+        allowed[pad_id] = 0.0
+    uniform = allowed.expand(len(target), V).clone()
+    if spread in ("others", "others_no_pad"):
+        uniform = uniform * (1 - one_hot)
+    uniform = uniform / uniform.sum(dim=-1, keepdim=True)
+    eps = 0.0 if spread == "none" else smoothing
+    q = (1 - eps) * one_hot + eps * uniform
+    per_token = -(q * log_probs).sum(dim=-1)
+    keep = target != pad_id if ignore_pad else torch.ones_like(target, dtype=torch.bool)
+    total = (per_token * keep).sum()
+    if denominator == "tokens":
+        return (total / keep.sum().clamp(min=1)).float()
+    if denominator == "all":
+        return (total / len(target)).float()
+    return total.float()                                   # "sum"
+
+
+def _loss_cases():
+    g = torch.Generator().manual_seed(8)
+    cases = []
+    logits = torch.randn(2, 5, 7, generator=g) * 2         # (B, T, V) with padding at the end of one row
+    target = torch.randint(1, 7, (2, 5), generator=g)
+    target[0, 3:] = 0
+    cases.append((logits, target, 0.1, 0, "logits (2, 5, 7), padding in row 0, smoothing 0.1"))
+    cases.append((logits, target, 0.3, 0, "the same with smoothing 0.3"))
+    cases.append((logits, target, 0.0, 0, "the same with smoothing 0 (plain cross-entropy)"))
+    logits = torch.randn(1, 3, 9, generator=g)              # a batch of one, pad id 2
+    target = torch.tensor([[4, 8, 2]])
+    cases.append((logits, target, 0.2, 2, "a batch of 1, V = 9, pad_id = 2"))
+    logits = torch.randn(6, 5, generator=g)                 # (N, V) logits
+    target = torch.tensor([1, 2, 0, 4, 3, 0])
+    cases.append((logits, target, 0.1, 0, "(N, V) = (6, 5) logits and (N,) targets"))
+    return cases
+
+
+@exercise(reference=label_smoothed_cross_entropy)
+def check_label_smoothed_cross_entropy(fn):
+    cases = _loss_cases()
+    for logits, target, eps, pad_id, case in cases:
+        got = call(fn, logits.clone(), target.clone(), smoothing=eps, pad_id=pad_id, case=case)
+        expected = _smoothed_loss(logits, target, eps, pad_id)
+        if not isinstance(got, torch.Tensor) or got.dim() != 0:
+            fail(f"the loss should be a scalar tensor (dim 0) on {case}, got {describe(got)}: "
+                 f"average over the non-padding tokens")
+        if not torch.isfinite(got):
+            fail(f"the loss is {got.item()} on {case}: compute log-probabilities with torch.log_softmax")
+        mistakes = {
+            "the smoothing mass goes to the V-1 wrong classes only; here (as in PyTorch and in "
+            "Szegedy et al.) it is spread over all V classes: q = (1 - eps) * one_hot + eps / V":
+                _smoothed_loss(logits, target, eps, pad_id, spread="others"),
+            "the smoothing mass skips the <pad> class; spread eps / V over all V classes, <pad> included "
+            "(padding positions are ignored, the <pad> class is not)":
+                _smoothed_loss(logits, target, eps, pad_id, spread="no_pad"),
+            "the smoothing mass goes to V-2 classes (neither the correct one nor <pad>, the Annotated "
+            "Transformer's convention); here it is spread over all V classes: eps / V each":
+                _smoothed_loss(logits, target, eps, pad_id, spread="others_no_pad"),
+            "there is no smoothing: the target should be (1 - smoothing) * one_hot + smoothing / V":
+                _smoothed_loss(logits, target, eps, pad_id, spread="none"),
+            "padding positions are not ignored: drop the tokens whose target is pad_id":
+                _smoothed_loss(logits, target, eps, pad_id, ignore_pad=False),
+            "the average is over all positions, padding included: divide by the number of "
+            "non-padding tokens":
+                _smoothed_loss(logits, target, eps, pad_id, denominator="all"),
+            "the loss is a sum over tokens; average it over the non-padding tokens":
+                _smoothed_loss(logits, target, eps, pad_id, denominator="sum"),
+        }
+        if eps == 0.0:
+            mistakes = {k: v for k, v in mistakes.items() if "padding" in k or "sum" in k}
+        expect_close(got, expected, f"the loss on {case}", mistakes=mistakes, atol=1e-5, rtol=1e-5)
+    # huge logits: log(softmax(x)) underflows to log(0) = -inf, log_softmax does not
+    logits = torch.tensor([[[300.0, -300.0, 0.0, 50.0], [0.0, 1.0, -400.0, 2.0]]])
+    target = torch.tensor([[1, 2]])
+    case = "logits as large as ±400"
+    got = call(fn, logits, target, smoothing=0.1, pad_id=0, case=case)
+    if not isinstance(got, torch.Tensor) or not torch.isfinite(got).all():
+        fail(f"the loss is not finite on {case}: log(softmax(x)) underflows to log(0) = -inf; "
+             f"use torch.log_softmax, which computes it stably")
+    expect_close(got, _smoothed_loss(logits, target, 0.1, 0), f"the loss on {case}", atol=1e-3, rtol=1e-5)
+    # every target is padding: 0, not 0/0 = NaN
+    logits, target = torch.randn(2, 3, 5), torch.zeros(2, 3, dtype=torch.long)
+    got = call(fn, logits, target, smoothing=0.1, pad_id=0, case="a batch with only padding")
+    if not isinstance(got, torch.Tensor) or not torch.isfinite(got).all() or abs(float(got)) > 1e-6:
+        fail("on a batch with only padding the loss should be 0, got "
+             f"{got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else describe(got)}: "
+             "divide by the number of tokens clamped to at least 1 (0 / 0 is NaN)")
+    # the gradient must flow to the logits
+    logits = torch.randn(2, 4, 6, requires_grad=True)
+    target = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    got = call(fn, logits, target, smoothing=0.1, pad_id=0, case="logits that require a gradient")
+    if not isinstance(got, torch.Tensor) or not got.requires_grad:
+        fail("the loss does not carry a gradient to the logits: compute it with torch operations "
+             "only (no .item(), .detach() or NumPy)")
+    return len(cases) + 3
+
+
+# -- the learning-rate schedule -----------------------------------------------------------------
+
+_SCHEDULE_SETTINGS = [(512, 4000, 1.0), (64, 200, 2.0), (12, 7, 0.5)]
+_SCHEDULE_STEPS = [1, 2, 3, 6, 7, 8, 100, 199, 200, 201, 1000, 4000, 4001, 20000]
+
+
+def _schedule_values(lr):
+    return torch.tensor([lr(step, d, w, f) for d, w, f in _SCHEDULE_SETTINGS for step in _SCHEDULE_STEPS],
+                        dtype=torch.float64)
+
+
+@exercise(reference=noam_lr)
+def check_noam_lr(fn):
+    got = []
+    for d, w, f in _SCHEDULE_SETTINGS:
+        for step in _SCHEDULE_STEPS:
+            value = call(fn, step, d, w, f, case=f"step={step}, d_model={d}, warmup_steps={w}, factor={f}")
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                fail(f"noam_lr({step}, {d}, {w}, {f}) should be a finite number, got {value!r}")
+            got.append(float(value))
+    got = torch.tensor(got, dtype=torch.float64)
+    mistakes = {
+        "there is no warm-up: the rate must grow linearly, step * warmup_steps ** -1.5, for the first "
+        "warmup_steps steps (take the min of the two terms)":
+            _schedule_values(lambda s, d, w, f: f * d ** -0.5 * s ** -0.5),
+        "the warm-up is all there is: after warmup_steps the rate must decay like step ** -0.5 "
+        "(take the min of the two terms)":
+            _schedule_values(lambda s, d, w, f: f * d ** -0.5 * s * w ** -1.5),
+        "max instead of min: the rate is the smaller of step ** -0.5 and step * warmup_steps ** -1.5":
+            _schedule_values(lambda s, d, w, f: f * d ** -0.5 * max(s ** -0.5, s * w ** -1.5)),
+        "the d_model factor is missing: multiply by d_model ** -0.5":
+            _schedule_values(lambda s, d, w, f: f * min(s ** -0.5, s * w ** -1.5)),
+        "d_model enters with the wrong power: it is d_model ** -0.5":
+            _schedule_values(lambda s, d, w, f: f * d ** -1 * min(s ** -0.5, s * w ** -1.5)),
+        "the warm-up has the wrong power: it is step * warmup_steps ** -1.5 (so both terms meet at "
+        "step = warmup_steps)":
+            _schedule_values(lambda s, d, w, f: f * d ** -0.5 * min(s ** -0.5, s * w ** -0.5)),
+        "the decay has the wrong power: after the warm-up the rate falls like step ** -0.5":
+            _schedule_values(lambda s, d, w, f: f * d ** -0.5 * min(s ** -1.0, s * w ** -1.5)),
+        "factor is ignored: multiply the whole rate by factor":
+            _schedule_values(lambda s, d, w, f: d ** -0.5 * min(s ** -0.5, s * w ** -1.5)),
+    }
+    expect_close(got, _schedule_values(noam_lr), "the learning rates", mistakes=mistakes, atol=0.0, rtol=1e-6)
+    return len(got)
+
+
+# -- greedy decoding ---------------------------------------------------------------------------
+
+def decoding_test_model(seed: int = 0) -> Transformer:
+    """A small random Transformer (source vocabulary 13, target 11) whose outputs end with
+    ``<eos>`` after different numbers of steps: the probability of ``<eos>`` grows with the
+    position (through a learned positional embedding) and differs between inputs."""
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    config = TransformerConfig(src_vocab_size=13, tgt_vocab_size=11, d_model=12, num_heads=3, num_layers=2,
+                               d_ff=20, dropout=0.0, max_len=40, positional="learned", tie_weights=False)
+    model = Transformer(config).eval()
+    torch.random.set_rng_state(generator_state)
+    with torch.no_grad():
+        model.tgt_pos.embedding.weight[:, 0] = 0.3 * (torch.arange(40.0) - 4)   # feature 0 grows with position
+        model.generator.weight[EOS_ID] = 0.0
+        model.generator.weight[EOS_ID, 0] = 3.0                                 # ... and pushes towards <eos>
+        model.generator.bias[:EOS_ID] -= 10.0                                   # never <pad>, <unk>, <bos>
+    return model
+
+
+def _greedy_no_stop(model, src, max_len, bos_id=BOS_ID, eos_id=EOS_ID):
+    """Wrong: goes on generating after <eos>."""
+    src_mask = padding_mask(src, model.config.pad_id)
+    memory = model.encode(src, src_mask)
+    ys = torch.full((src.shape[0], 1), bos_id, dtype=torch.long)
+    for _ in range(max_len):
+        logits = model.generator(model.decode(ys, memory, memory_mask=src_mask))
+        ys = torch.cat([ys, logits[:, -1].argmax(dim=-1, keepdim=True)], dim=1)
+    return ys[:, 1:]
+
+
+def _greedy_no_feedback(model, src, max_len, bos_id=BOS_ID, eos_id=EOS_ID):
+    """Wrong: feeds <bos> at every step instead of the tokens predicted so far."""
+    src_mask = padding_mask(src, model.config.pad_id)
+    memory = model.encode(src, src_mask)
+    B = src.shape[0]
+    out, done = [], torch.zeros(B, dtype=torch.bool)
+    ys = torch.full((B, 1), bos_id, dtype=torch.long)
+    for _ in range(max_len):
+        token = model.generator(model.decode(ys, memory, memory_mask=src_mask))[:, -1].argmax(dim=-1)
+        token = token.masked_fill(done, model.config.pad_id)
+        out.append(token)
+        done |= token == eos_id
+        if done.all():
+            break
+    return torch.stack(out, dim=1)
+
+
+def _trim(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Drop trailing columns that are padding in every row."""
+    keep = ids.shape[1]
+    while keep > 0 and bool((ids[:, keep - 1] == pad_id).all()):
+        keep -= 1
+    return ids[:, :keep]
+
+
+@exercise(reference=greedy_decode)
+def check_greedy_decode(fn):
+    model = decoding_test_model()
+    pad = model.config.pad_id
+    g = torch.Generator().manual_seed(1)
+    src = torch.randint(4, 13, (5, 7), generator=g)
+    src[0, 5:] = pad
+    cases = [(src, 12, "a batch of 5 sources (one padded), max_len=12"),
+             (src[2:3], 12, "a batch of 1, max_len=12"),
+             (src, 4, "a batch of 5, max_len=4 (shorter than some outputs)")]
+    for src_case, max_len, case in cases:
+        try:
+            got = call(fn, model, src_case.clone(), max_len, bos_id=BOS_ID, eos_id=EOS_ID, case=case)
+        except CheckFailed as e:
+            if not isinstance(e.__cause__, RuntimeError):
+                raise
+            raise CheckFailed(f"{e}\nIf the error is about sizes: the next token is "
+                              f"logits[:, -1].argmax(dim=-1), the argmax over the vocabulary (dim=-1) of the "
+                              f"last position's logits, one id per sequence, shape (B,)") from e.__cause__
+        expected = greedy_decode(model, src_case, max_len)
+        B = src_case.shape[0]
+        if not isinstance(got, torch.Tensor) or got.dim() != 2 or got.shape[0] != B:
+            fail(f"on {case} the output should be a (B, L) = ({B}, L) tensor of token ids, got {describe(got)}. "
+                 f"The next token is logits[:, -1].argmax(dim=-1): the last position, the most probable "
+                 f"token over the vocabulary (dim=-1), one id per sequence")
+        if got.is_floating_point():
+            fail(f"on {case} the output holds floats: return token ids (argmax gives integers)")
+        if got.shape[1] > max_len:
+            fail(f"on {case} the output has {got.shape[1]} tokens, more than max_len={max_len}: "
+                 f"generate at most max_len tokens (<eos> included, <bos> not part of the output)")
+        got = got.long()
+        if got.shape[1] and bool((got[:, 0] == BOS_ID).all()):
+            fail(f"on {case} the output starts with <bos>: return only the generated tokens (drop ys[:, :1])")
+        for row in got:
+            hits = (row == EOS_ID).nonzero()
+            if len(hits) and bool((row[hits[0, 0] + 1:] != pad).any()):
+                wrong = _greedy_no_stop(model, src_case, max_len)
+                note = " (exactly what generating on after <eos> gives)" if torch.equal(got, wrong) else ""
+                fail(f"on {case} a sequence goes on after its <eos>{note}: once a row has produced <eos>, "
+                     f"fill it with padding (pad_id={pad}), and stop when every row has ended")
+        mistakes = {"the prediction is not fed back: the decoder input must grow by the predicted token "
+                    "every step (ys = torch.cat([ys, next_token[:, None]], dim=1))":
+                    _trim(_greedy_no_feedback(model, src_case, max_len), pad)}
+        got_trim, expected_trim = _trim(got, pad), _trim(expected, pad)
+        if got_trim.shape != expected_trim.shape or not torch.equal(got_trim, expected_trim):
+            found = diagnose(got_trim.double(), {k: v.double() for k, v in mistakes.items()}) \
+                if got_trim.shape == _trim(_greedy_no_feedback(model, src_case, max_len), pad).shape else None
+            if found:
+                fail(f"on {case}: {found}")
+            fail(f"on {case} the tokens differ from greedy decoding's: expected\n{expected_trim.tolist()}\n"
+                 f"got\n{got_trim.tolist()}\nAt each step feed every token so far (starting with <bos>), take "
+                 f"the logits of the last position and their argmax over the vocabulary (dim=-1)")
+    return len(cases)
