@@ -37,6 +37,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
 RUN_TIMEOUT_MS = 240_000
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"   # the notebook in the visible tab
 
 
 def find_browser() -> str | None:
@@ -124,8 +125,8 @@ def browser(lab):
 def open_notebook(browser, lab, path: str):
     base, token, _ = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(f"{base}/lab/tree/{path}?token={token}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+    page.goto(f"{base}/lab/tree/{path}?reset&token={token}")   # reset: no tabs restored from earlier pages
+    page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell", timeout=60_000)
     wait_idle(page)
     return page
 
@@ -136,11 +137,10 @@ def wait_idle(page, timeout_ms: int = 60_000) -> None:
     if dialog.count():
         dialog.first.click()
     page.wait_for_function(
-        """() => { const s = document.querySelector('.jp-Notebook-ExecutionIndicator');
-                   const bar = document.querySelector('.jp-StatusBar-Widget, #jp-main-statusbar');
-                   return s && s.getAttribute('data-status') === 'idle'
-                          && bar && /Idle/.test(document.querySelector('#jp-main-statusbar').textContent); }""",
-        timeout=timeout_ms)
+        """(panel) => { const s = document.querySelector(panel + ' .jp-Notebook-ExecutionIndicator');
+                        const bar = document.querySelector('#jp-main-statusbar');
+                        return s && s.getAttribute('data-status') === 'idle' && bar && /Idle/.test(bar.textContent); }""",
+        arg=PANEL, timeout=timeout_ms)
 
 
 def run_all(page, name: str) -> None:
@@ -150,8 +150,8 @@ def run_all(page, name: str) -> None:
     page.wait_for_timeout(1000)
     try:
         page.wait_for_function(
-            """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                     .every(p => /\\[\\d+\\]/.test(p.textContent))""", timeout=RUN_TIMEOUT_MS)
+            """(panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]
+                          .every(p => /\\[\\d+\\]/.test(p.textContent))""", arg=PANEL, timeout=RUN_TIMEOUT_MS)
         wait_idle(page, RUN_TIMEOUT_MS)
     except Exception:
         page.screenshot(path=str(ARTIFACTS / f"failed-run-all-{name}.png"), full_page=True)
@@ -159,20 +159,20 @@ def run_all(page, name: str) -> None:
 
 
 def error_outputs(page) -> list[str]:
-    texts = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
+    texts = page.locator(f"{PANEL} .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_inner_texts()
     return [t for t in texts if re.search(r"Traceback|Error", t)]
 
 
-def cell_index(page, pattern: str) -> int:
-    sources = page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").all_inner_texts()
-    for i, text in enumerate(sources):
-        if re.search(pattern, text):
+def code_cell_index(notebook: Path, pattern: str) -> int:
+    """Index of the first code cell whose source matches (the page shows cells in file order)."""
+    for i, cell in enumerate(json.loads(notebook.read_text())["cells"]):
+        if cell["cell_type"] == "code" and re.search(pattern, "".join(cell["source"])):
             return i
-    raise AssertionError(f"no cell matches {pattern!r}")
+    raise AssertionError(f"no cell of {notebook.name} matches {pattern!r}")
 
 
 def run_cell(page, index: int) -> None:
-    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    cell = page.locator(f"{PANEL} .jp-Cell").nth(index)
     cell.locator(".jp-InputArea-editor").click()
     page.keyboard.press("Shift+Enter")
     page.wait_for_timeout(300)
@@ -180,7 +180,7 @@ def run_cell(page, index: int) -> None:
 
 
 def output_text(page, index: int) -> str:
-    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea").inner_text()
+    return page.locator(f"{PANEL} .jp-Cell").nth(index).locator(".jp-OutputArea").inner_text()
 
 
 def first_exercise(lab) -> tuple[str, str]:
@@ -200,7 +200,7 @@ def test_lesson_00_runs_all_cells_without_errors(browser, lab):
     run_all(page, "00")
     page.screenshot(path=str(ARTIFACTS / "1-lesson-00-run-all.png"), full_page=True)
     assert not error_outputs(page)
-    text = page.locator(".jp-Notebook").inner_text()
+    text = page.locator(f"{PANEL} .jp-Notebook").inner_text()
     assert "All set" in text or "problem(s) above" in text       # the environment check ran
     assert "normalize_rows is not implemented yet" in text       # the unsolved exercise did not stop the run
     page.close()
@@ -210,26 +210,26 @@ def test_exercise_check_before_and_after_pasting_the_solution(browser, lab):
     stem, solution = first_exercise(lab)
     page = open_notebook(browser, lab, f"notebooks/{stem}.ipynb")
     run_all(page, stem)
-    exercise = cell_index(page, r"# YOUR CODE HERE")
+    exercise = code_cell_index(lab[2] / "notebooks" / f"{stem}.ipynb", r"# YOUR CODE HERE")
     check = exercise + 1
     assert "not implemented yet" in output_text(page, check)
-    page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(ARTIFACTS / "2a-check-not-implemented.png"))
+    page.locator(f"{PANEL} .jp-Cell").nth(check).screenshot(path=str(ARTIFACTS / "2a-check-not-implemented.png"))
 
-    editor = page.locator(".jp-Notebook .jp-Cell").nth(exercise).locator(".cm-content")
+    editor = page.locator(f"{PANEL} .jp-Cell").nth(exercise).locator(".cm-content")
     editor.click()
     page.keyboard.press("Control+a")
     page.keyboard.press("Delete")
     page.keyboard.insert_text(solution)
     run_cell(page, exercise)
     run_cell(page, check)
-    page.locator(".jp-Notebook .jp-Cell").nth(check).screenshot(path=str(ARTIFACTS / "2b-check-passes.png"))
+    page.locator(f"{PANEL} .jp-Cell").nth(check).screenshot(path=str(ARTIFACTS / "2b-check-passes.png"))
     assert "is correct" in output_text(page, check), output_text(page, check)
     page.close()
 
 
 def move_explorer(page, lesson: str, shot: str) -> None:
     """Find the lesson's first explorer, change its first control, and see its image change."""
-    explorer = page.locator(".jp-OutputArea-output .widget-vbox:has(.widget-image)").first
+    explorer = page.locator(f"{PANEL} .jp-OutputArea-output .widget-vbox:has(.widget-image)").first
     explorer.scroll_into_view_if_needed()
     image = explorer.locator(".widget-image img, img.widget-image").first
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
@@ -250,6 +250,8 @@ def move_explorer(page, lesson: str, shot: str) -> None:
         raise AssertionError(f"{lesson}: the explorer has no slider or dropdown")
     page.wait_for_function("([img, old]) => img.getAttribute('src') !== old",
                            arg=[image.element_handle(), before], timeout=30_000)
+    wait_idle(page)                       # every keypress redraws: let the last redraw land
+    page.wait_for_timeout(500)
     explorer.screenshot(path=str(ARTIFACTS / f"{shot}-after.png"))
     assert image.get_attribute("src") != before
 
