@@ -31,6 +31,11 @@ class KVCache:
     def __len__(self) -> int:
         return 0 if self.k is None else self.k.shape[-2]
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the cached keys and values, in bytes."""
+        return 0 if self.k is None else self.k.nbytes + self.v.nbytes
+
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new ``k, v`` (append, or keep for a static cache) and return all of them."""
         if self.k is None or self.static:
@@ -71,6 +76,15 @@ def new_cache(num_layers: int, cross: bool = True) -> list[LayerCache]:
 def cache_length(cache: list[LayerCache] | None) -> int:
     """Number of positions already in a stack's cache (0 for ``None`` or an empty cache)."""
     return 0 if not cache else len(cache[0].self_attn)
+
+
+def cache_nbytes(cache: list[LayerCache] | None) -> int:
+    """Bytes held by every key and value in a stack's cache (self- and cross-attention):
+    ``2 * num_layers * B * H * S * d_k`` numbers for the self-attention part."""
+    total = 0
+    for layer in cache or []:
+        total += layer.self_attn.nbytes + (layer.cross_attn.nbytes if layer.cross_attn is not None else 0)
+    return total
 
 
 def reorder_cache(cache: list[LayerCache] | None, index: torch.Tensor) -> None:

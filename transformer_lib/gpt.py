@@ -1,0 +1,259 @@
+"""Lesson 10: a decoder-only (GPT-style) language model built from the lesson-06 decoder.
+
+Legend: B batch, T sequence length, t tokens already in the cache, D = d_model, H heads,
+d_k = D / H, V vocabulary size.
+
+    ids (B, T) -> token embedding + learned positions -> N decoder blocks without cross-attention
+               -> final LayerNorm -> logits (B, T, V)  (the output matrix is the token embedding)
+
+It is the decoder of lesson 06 with the cross-attention sub-layer removed: there is no encoder
+to attend to. The causal mask lets position ``i`` see positions ``0..i`` only, so one forward
+pass over a text yields a next-token prediction at every position at once:
+
+    loss = mean_i  -log p(x_{i+1} | x_0 .. x_i)        (the autoregressive objective)
+
+Generation appends one token at a time. With a :mod:`~transformer_lib.kv_cache` each step feeds
+only the newest token; the keys and values of earlier tokens come from the cache.
+
+Masks are boolean, **True = may attend**.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import scaled_dot_product_attention
+from .decoder import Decoder
+from .feed_forward import ACTIVATIONS
+from .kv_cache import LayerCache, cache_length, new_cache
+from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
+from .positional import LearnedPositionalEmbedding
+from .sampling import sample_next
+from .utils import check_tensor, count_parameters
+
+__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step", "causal_self_mask"]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Hyper-parameters of a :class:`GPT`, checked on construction.
+
+    The defaults are GPT-2 small's (without its vocabulary): pre-LN blocks, tanh-GELU,
+    learned positions, the output layer tied to the token embedding.
+    """
+
+    vocab_size: int
+    d_model: int = 768
+    num_heads: int = 12
+    num_layers: int = 12
+    d_ff: int = 3072
+    max_len: int = 1024
+    dropout: float = 0.1
+    activation: str = "gelu_tanh"
+    layer_norm_eps: float = 1e-5
+    norm_first: bool = True
+    tie_weights: bool = True
+
+    def __post_init__(self):
+        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if isinstance(self.layer_norm_eps, bool) or not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
+            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
+        for name in ("norm_first", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    def replace(self, **changes) -> "GPTConfig":
+        """A copy with some fields changed (the config itself is frozen)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def gpt2_small(cls, vocab_size: int = 50257) -> "GPTConfig":
+        """GPT-2 small: 12 layers, D = 768, 12 heads, 1024 positions (124 M parameters)."""
+        return cls(vocab_size=vocab_size)
+
+    base = gpt2_small
+
+    @classmethod
+    def tiny(cls, vocab_size: int, **changes) -> "GPTConfig":
+        """A GPT small enough to train on a laptop CPU in a minute."""
+        fields = dict(vocab_size=vocab_size, d_model=64, num_heads=4, num_layers=2, d_ff=256,
+                      max_len=128, dropout=0.0)
+        fields.update(changes)
+        return cls(**fields)
+
+
+def causal_self_mask(T: int, past: int = 0, device=None) -> torch.Tensor:
+    """Bool ``(T, past + T)`` mask (True = may attend): new query ``i`` sees the ``past`` cached
+    positions and the new positions ``0..i``."""
+    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+
+
+class GPT(nn.Module):
+    """A decoder-only Transformer language model.
+
+    Args:
+        config: a :class:`GPTConfig`.
+
+    Shape:
+        ``forward(ids (B, T), cache=None)`` -> logits ``(B, T, V)``: row ``i`` scores the token
+        that follows ``ids[:, i]``. With a ``cache`` (:meth:`new_cache`), ``ids`` holds only
+        the new tokens; their positions continue after the cached ones.
+
+    There is no padding mask: batches are equal-length windows of text, or right-padded
+    sequences whose padding no real token can see (it comes after them).
+    """
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        self.config = c = config
+        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
+        self.position = LearnedPositionalEmbedding(c.max_len, c.d_model, c.dropout)
+        self.decoder = Decoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, norm_first=c.norm_first,
+                               activation=c.activation, layer_norm_eps=c.layer_norm_eps, cross_attention=False)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self._init_weights()
+        if c.tie_weights:
+            self.lm_head.weight = self.token_embedding.weight          # one (V, D) matrix, two uses
+
+    def _init_weights(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and the projections that
+        write into the residual stream (w_o, linear2) scaled by 1/sqrt(2 N)."""
+        for name, p in self.named_parameters():
+            if p.dim() > 1:
+                std = 0.02 / math.sqrt(2 * self.config.num_layers) if name.endswith(("w_o.weight", "linear2.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+            elif name.endswith("bias") and "norm" not in name:
+                nn.init.zeros_(p)
+
+    def new_cache(self) -> list[LayerCache]:
+        """An empty key/value cache (self-attention only) for incremental decoding."""
+        return new_cache(len(self.decoder.layers), cross=False)
+
+    def forward(self, ids: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
+        check_tensor("ids", ids, ndim=2, floating=False)
+        past = cache_length(cache)
+        T = ids.shape[1]
+        if past + T > self.config.max_len:
+            raise ValueError(f"{past} cached + {T} new tokens is longer than max_len={self.config.max_len}")
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
+                             f"got values from {int(ids.min())} to {int(ids.max())}")
+        mask = causal_self_mask(T, past, ids.device)                                # (T, past + T)
+        x = self.position(self.token_embedding(ids), offset=past)                   # (B, T) -> (B, T, D)
+        return self.lm_head(self.decoder(x, None, tgt_mask=mask, cache=cache))      # (B, T, D) -> (B, T, V)
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
+                 temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
+                 generator: torch.Generator | None = None, return_logits: bool = False):
+        """Continue every prompt in ``ids`` by ``max_new_tokens`` tokens.
+
+        Args:
+            ids: prompts ``(B, T0)``, ``T0 >= 1``.
+            max_new_tokens: how many tokens to append; ``T0 + max_new_tokens <= max_len``.
+            use_cache: feed only the newest token each step and keep earlier keys/values in a
+                cache (``True``), or re-run the whole sequence every step (``False``). Both give
+                the same tokens and logits.
+            temperature, top_k, top_p, generator: how to pick each token (see
+                :func:`~transformer_lib.sampling.sample_next`); ``temperature=0`` is greedy.
+            return_logits: also return the logits each new token was drawn from.
+
+        Returns:
+            ids ``(B, T0 + max_new_tokens)``, and with ``return_logits`` the logits
+            ``(B, max_new_tokens, V)``.
+        """
+        check_tensor("ids", ids, ndim=2, floating=False)
+        if ids.shape[1] < 1:
+            raise ValueError("generate needs a prompt of at least one token per row")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        if ids.shape[1] + max_new_tokens > self.config.max_len:
+            raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} "
+                             f"exceeds max_len={self.config.max_len}")
+        was_training = self.training
+        self.eval()
+        cache = self.new_cache() if use_cache else None
+        out, all_logits = ids, []
+        step_input = ids                                    # with a cache: first the prompt, then one token
+        for _ in range(max_new_tokens):
+            logits = self(step_input if use_cache else out, cache=cache)[:, -1]      # (B, V)
+            next_id = sample_next(logits, temperature, top_k, top_p, generator)      # (B,)
+            out = torch.cat([out, next_id[:, None]], dim=1)                          # (B, T) -> (B, T + 1)
+            step_input = next_id[:, None]                                            # (B, 1)
+            all_logits.append(logits)
+        self.train(was_training)
+        if return_logits:
+            V = self.config.vocab_size
+            stacked = torch.stack(all_logits, dim=1) if all_logits else ids.new_zeros((ids.shape[0], 0, V), dtype=torch.float)
+            return out, stacked                                                      # (B, n, V)
+        return out
+
+    def attention_weights(self) -> list[torch.Tensor | None]:
+        """The last eval-mode self-attention weights ``(B, H, T, S)`` of every block."""
+        return self.decoder.attention_weights()["self"]
+
+    def num_parameters(self) -> int:
+        """Number of parameters, the tied embedding counted once."""
+        return count_parameters(self)
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"d_model={c.d_model}, num_heads={c.num_heads}, num_layers={c.num_layers}, d_ff={c.d_ff}, "
+                f"max_len={c.max_len}, parameters={self.num_parameters():,}")
+
+
+def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The autoregressive loss: position ``i`` predicts token ``i + 1``.
+
+    Args:
+        logits: ``(B, T, V)``, the model's output for ``ids``.
+        ids: ``(B, T)`` the input tokens.
+
+    Returns:
+        the mean cross-entropy over the ``B * (T - 1)`` predictions that have a next token.
+    """
+    V = logits.shape[-1]
+    pred = logits[:, :-1].reshape(-1, V)          # (B, T-1, V) -> (B*(T-1), V): positions 0..T-2
+    target = ids[:, 1:].reshape(-1)               # (B, T-1) -> (B*(T-1),): the tokens 1..T-1
+    return F.cross_entropy(pred, target)
+
+
+def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tensor,
+                  past_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One generation step of causal self-attention with a key/value cache.
+
+    Args:
+        attn: the layer's :class:`~transformer_lib.multi_head_attention.MultiHeadAttention`.
+        x: ``(B, t + 1, D)`` the inputs of every token so far, the newest last.
+        past_k, past_v: ``(B, H, t, d_k)`` keys and values of the first ``t`` tokens.
+
+    Returns:
+        ``(out (B, 1, D), k (B, H, t + 1, d_k), v (B, H, t + 1, d_k))``: the newest token's
+        output and the cache with its key and value appended. Only the newest token is
+        projected: the earlier keys and values are read from the cache, not recomputed.
+    """
+    x_new = x[:, -1:]                                                       # (B, 1, D)
+    q = split_heads(attn.w_q(x_new), attn.num_heads)                        # (B, 1, D) -> (B, H, 1, d_k)
+    k = torch.cat([past_k, split_heads(attn.w_k(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
+    v = torch.cat([past_v, split_heads(attn.w_v(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
+    out, _ = scaled_dot_product_attention(q, k, v)         # the newest token may see every key: no mask
+    return attn.w_o(merge_heads(out)), k, v                                 # (B, H, 1, d_k) -> (B, 1, D)

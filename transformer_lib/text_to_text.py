@@ -1,0 +1,253 @@
+"""Lesson 11: T5's idea, every task is text-to-text; and relative positions.
+
+Legend: B batch, S source length, T target length, D = d_model, V vocabulary size.
+
+T5 ("Exploring the Limits of Transfer Learning with a Unified Text-to-Text Transformer",
+Raffel et al., 2020) casts every task as "text in, text out" and names the task with a prefix
+in the input, so one encoder-decoder, one loss and one decoding procedure serve them all:
+
+    "reverse: stone"        -> "enots"
+    "sort: stone"           -> "enost"
+    "add: 57+264"           -> "321"
+    "date: 7 march 2021"    -> "2021-03-07"
+
+This module generates such examples in code (:func:`make_example`, :func:`generate_examples`),
+turns them into padded id tensors (:func:`encode_examples`), decodes with the encoder-decoder
+(:func:`generate_seq2seq`, with or without a key/value cache) and scores each task
+(:func:`per_task_accuracy`).
+
+It also holds the two relative-position schemes lesson 11 shows as alternatives to the
+absolute positions of lesson 02: T5's bucketed relative position bias
+(:func:`relative_position_bucket`) and rotary position embeddings, RoPE (:func:`apply_rope`).
+"""
+from __future__ import annotations
+
+import datetime
+import math
+import random
+from typing import Callable, Sequence
+
+import torch
+
+from .kv_cache import cache_length
+from .masks import causal_mask, padding_mask
+from .sampling import sample_next
+from .tokenizer import Tokenizer
+from .utils import check_tensor
+
+__all__ = ["TASKS", "MONTHS", "make_example", "random_value", "generate_examples", "text_to_text_tokenizer",
+           "encode_examples", "generate_seq2seq", "per_task_accuracy", "relative_position_bucket", "apply_rope"]
+
+TASKS = ("reverse", "sort", "add", "date")
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+ADD_MAX = 99
+FIRST_DAY, LAST_DAY = datetime.date(1950, 1, 1), datetime.date(2049, 12, 31)
+
+
+def make_example(task: str, value) -> tuple[str, str]:
+    """One example of ``task`` as a (source, target) pair of strings.
+
+    Args:
+        task: ``"reverse"`` or ``"sort"`` (``value`` a string of lower-case letters),
+            ``"add"`` (``value`` a pair of ints ``(a, b)``) or ``"date"`` (a ``datetime.date``).
+        value: the task's input.
+
+    Returns:
+        ``(source, target)``: the source is the prefix ``"<task>: "`` followed by the input,
+        e.g. ``("add: 57+264", "321")`` or ``("date: 7 march 2021", "2021-03-07")``.
+
+    Raises:
+        ValueError: for an unknown task.
+    """
+    if task == "reverse":
+        return f"reverse: {value}", value[::-1]
+    if task == "sort":
+        return f"sort: {value}", "".join(sorted(value))
+    if task == "add":
+        a, b = value
+        return f"add: {a}+{b}", str(a + b)
+    if task == "date":
+        return f"date: {value.day} {MONTHS[value.month - 1]} {value.year}", value.isoformat()
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def random_value(task: str, rng: random.Random):
+    """A random input for ``task``: 3-8 letters, two numbers up to ADD_MAX (99), or a date in 1950-2049."""
+    if task in ("reverse", "sort"):
+        return "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 8)))
+    if task == "add":
+        return rng.randint(0, ADD_MAX), rng.randint(0, ADD_MAX)
+    if task == "date":
+        return FIRST_DAY + datetime.timedelta(days=rng.randint(0, (LAST_DAY - FIRST_DAY).days))
+    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+
+
+def generate_examples(n: int, seed: int = 0, tasks: Sequence[str] = TASKS,
+                      maker: Callable[[str, object], tuple[str, str]] = make_example) -> list[tuple[str, str, str]]:
+    """``n`` examples, tasks taken in turn: a list of ``(task, source, target)``.
+
+    ``maker`` formats each example (the lesson passes the learner's ``make_example``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    for task in tasks:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        task = tasks[i % len(tasks)]
+        source, target = maker(task, random_value(task, rng))
+        out.append((task, source, target))
+    return out
+
+
+def text_to_text_tokenizer() -> Tokenizer:
+    """The character tokenizer of the four tasks: the specials, then ``" :+-"``, digits and
+    letters (a fixed alphabet, so the ids never depend on the data)."""
+    return Tokenizer(list(" :+-0123456789" + LETTERS), level="char")
+
+
+def encode_examples(tokenizer: Tokenizer, examples: Sequence[tuple[str, str, str]]):
+    """Ids for training: ``(src (B, S), tgt_in (B, T), tgt_out (B, T))``.
+
+    ``tgt_in`` is ``<bos>`` + target (the decoder's input), ``tgt_out`` is target + ``<eos>``
+    (what it must predict), both right-padded with ``<pad>``.
+    """
+    src = tokenizer.encode_batch([s for _, s, _ in examples])
+    tgt = tokenizer.encode_batch([t for _, _, t in examples], add_bos=True, add_eos=True)
+    tgt_in = tgt[:, :-1].clone()                                   # (B, T+1) -> (B, T)
+    tgt_in[tgt_in == tokenizer.eos_id] = tokenizer.pad_id          # <eos> is never an input
+    return src, tgt_in, tgt[:, 1:]
+
+
+@torch.no_grad()
+def generate_seq2seq(model, src: torch.Tensor, max_new_tokens: int, bos_id: int, eos_id: int, *,
+                     use_cache: bool = True, temperature: float = 0.0, top_k: int | None = None,
+                     top_p: float | None = None, generator: torch.Generator | None = None,
+                     return_logits: bool = False):
+    """Decode with an encoder-decoder :class:`~transformer_lib.transformer.Transformer`.
+
+    Args:
+        model: the Transformer.
+        src: source ids ``(B, S)`` (padded with the model's ``pad_id``).
+        max_new_tokens: the most tokens to generate per row.
+        bos_id, eos_id: start and end tokens; a row that produced ``eos_id`` is then padded.
+        use_cache: keep the decoder's keys/values (self-attention appended every step,
+            cross-attention computed once) and feed only the newest token, or re-run the
+            decoder on the whole prefix every step. Both give the same tokens and logits.
+        temperature, top_k, top_p, generator: how to pick each token
+            (:func:`~transformer_lib.sampling.sample_next`); ``temperature=0`` is greedy.
+        return_logits: also return the logits ``(B, n, V)`` of every step.
+
+    Returns:
+        ``(B, 1 + n)`` ids starting with ``bos_id`` (``n <= max_new_tokens``: generation stops
+        when every row has ended), and the logits when asked.
+    """
+    check_tensor("src", src, ndim=2, floating=False)
+    was_training = model.training
+    model.eval()
+    pad_id = model.config.pad_id
+    src_mask = padding_mask(src, pad_id)                                           # (B, 1, 1, S)
+    memory = model.encode(src, src_mask)                                           # (B, S, D)
+    B = src.shape[0]
+    out = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
+    cache = model.new_cache() if use_cache else None
+    all_logits = []
+    for _ in range(max_new_tokens):
+        step_input = out[:, -1:] if use_cache else out                             # (B, 1) or (B, t)
+        # causal only: a generated token is never treated as padding (rows that ended are cut later)
+        tgt_mask = None if use_cache else causal_mask(out.shape[1], device=src.device)
+        hidden = model.decode(step_input, memory, tgt_mask=tgt_mask, memory_mask=src_mask, cache=cache)
+        logits = model.generator(hidden[:, -1])                                    # (B, D) -> (B, V)
+        next_id = sample_next(logits, temperature, top_k, top_p, generator)        # (B,)
+        next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
+        out = torch.cat([out, next_id[:, None]], dim=1)                            # (B, t) -> (B, t + 1)
+        all_logits.append(logits)
+        done |= next_id == eos_id
+        if bool(done.all()):
+            break
+    assert cache is None or cache_length(cache) == out.shape[1] - 1
+    model.train(was_training)
+    if return_logits:
+        return out, torch.stack(all_logits, dim=1)                                 # (B, n, V)
+    return out
+
+
+def per_task_accuracy(tasks: Sequence[str], predictions: Sequence[str], targets: Sequence[str]) -> dict[str, float]:
+    """Exact-match accuracy of each task (and ``"all"``): the fraction of predictions equal to
+    their target."""
+    if not len(tasks) == len(predictions) == len(targets):
+        raise ValueError(f"tasks, predictions and targets must have the same length, got "
+                         f"{len(tasks)}, {len(predictions)} and {len(targets)}")
+    scores: dict[str, list[bool]] = {}
+    for task, p, t in zip(tasks, predictions, targets):
+        scores.setdefault(task, []).append(p == t)
+    result = {task: sum(v) / len(v) for task, v in scores.items()}
+    if scores:
+        result["all"] = sum(sum(v) for v in scores.values()) / len(tasks)
+    return result
+
+
+# ---- relative positions -------------------------------------------------------------------
+
+def relative_position_bucket(relative_position: torch.Tensor, bidirectional: bool = True,
+                             num_buckets: int = 32, max_distance: int = 128) -> torch.Tensor:
+    """T5's bucket of every relative position ``key - query`` (an integer tensor, any shape).
+
+    Small distances get a bucket each; larger ones share logarithmically wider buckets up to
+    ``max_distance``, beyond which all distances share the last bucket. With
+    ``bidirectional`` half the buckets are for keys after the query. Each bucket has one
+    learned bias per head, added to the attention scores: the model learns how much to
+    attend at each distance, whatever the absolute positions.
+    """
+    check_tensor("relative_position", relative_position, floating=False)
+    n = -relative_position
+    bucket = torch.zeros_like(relative_position)
+    if bidirectional:
+        num_buckets //= 2
+        bucket = bucket + (n < 0).long() * num_buckets                 # keys after the query: upper half
+        n = n.abs()
+    else:
+        n = n.clamp(min=0)                                               # a decoder never looks ahead
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    large = max_exact + (torch.log(n.float().clamp(min=1) / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return bucket + torch.where(is_small, n, large)
+
+
+def apply_rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding (RoPE, Su et al. 2021) of queries or keys.
+
+    The features are taken in pairs ``(2i, 2i+1)``, as the sine/cosine pairs of lesson 02,
+    and the pair of position ``m`` is rotated by the angle ``m * theta_i`` with
+    ``theta_i = base^(-2i / d)``:
+
+        out[m, 2i]   = x[m, 2i] cos(m theta_i) - x[m, 2i+1] sin(m theta_i)
+        out[m, 2i+1] = x[m, 2i] sin(m theta_i) + x[m, 2i+1] cos(m theta_i)
+
+    Rotating a query at ``m`` and a key at ``n`` makes their dot product depend on ``m - n``
+    only: attention sees relative positions, with nothing added to the token vectors.
+
+    Args:
+        x: ``(..., T, d)`` with an even ``d``; position ``m`` is the index along ``T``.
+        base: the wavelength base (10000, as in lesson 02).
+
+    Returns:
+        ``(..., T, d)``.
+    """
+    check_tensor("x", x, floating=True)
+    if x.dim() < 2 or x.shape[-1] % 2:
+        raise ValueError(f"x must be (..., T, d) with an even d, got shape {tuple(x.shape)}")
+    T, d = x.shape[-2], x.shape[-1]
+    theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)              # (d/2,)
+    angle = torch.arange(T, dtype=torch.float64)[:, None] * theta                   # (T, d/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]                                          # (..., T, d/2) each
+    out = torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1)     # (..., T, d/2, 2)
+    return out.flatten(-2)                                                          # (..., T, d/2, 2) -> (..., T, d)
