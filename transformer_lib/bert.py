@@ -13,19 +13,20 @@ Masks are boolean, **True = may attend**.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from .encoder import Encoder
-from .feed_forward import ACTIVATIONS, get_activation
+from .config import ModelConfig
+from .feed_forward import get_activation
 from .utils import check_tensor, count_parameters
 
 
 @dataclass(frozen=True)
-class BertConfig:
+class BertConfig(ModelConfig):
     """Hyper-parameters of a :class:`BertModel`, checked on construction.
 
     ``type_vocab_size`` is the number of segments ("sentence A / sentence B"); 0 drops the
@@ -45,27 +46,15 @@ class BertConfig:
     norm_first: bool = False
     pad_id: int = 0
 
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    FLAGS: ClassVar[tuple[str, ...]] = ("norm_first",)
+
     def __post_init__(self):
-        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        super().__post_init__()
         if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
             raise ValueError(f"type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ValueError(f"pad_id={self.pad_id} is not an id of the vocabulary (size {self.vocab_size})")
-
-    def replace(self, **changes) -> "BertConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     @classmethod
     def base(cls, vocab_size: int = 30522) -> "BertConfig":

@@ -19,9 +19,9 @@ Masks are boolean, **True = may attend**.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,7 @@ from torch import nn
 
 from .attention import scaled_dot_product_attention
 from .decoder import Decoder
-from .feed_forward import ACTIVATIONS
+from .config import ModelConfig
 from .kv_cache import LayerCache, cache_length, new_cache
 from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding
@@ -40,7 +40,7 @@ __all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step", "causal_self_m
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """Hyper-parameters of a :class:`GPT`, checked on construction.
 
     The defaults are GPT-2 small's (without its vocabulary): pre-LN blocks, tanh-GELU,
@@ -59,29 +59,8 @@ class GPTConfig:
     norm_first: bool = True
     tie_weights: bool = True
 
-    def __post_init__(self):
-        for name in ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        if isinstance(self.layer_norm_eps, bool) or not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
-        for name in ("norm_first", "tie_weights"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-
-    def replace(self, **changes) -> "GPTConfig":
-        """A copy with some fields changed (the config itself is frozen)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights")
 
     @classmethod
     def gpt2_small(cls, vocab_size: int = 50257) -> "GPTConfig":

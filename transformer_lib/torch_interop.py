@@ -101,22 +101,22 @@ def copy_transformer(ours: Transformer, theirs: nn.Transformer) -> nn.Transforme
     return theirs
 
 
+def _layer_settings(ours: EncoderLayer | DecoderLayer) -> dict:
+    """The constructor arguments of PyTorch's layer that match ``ours``."""
+    a = ours.self_attn
+    return dict(d_model=a.d_model, nhead=a.num_heads, dim_feedforward=ours.feed_forward.linear1.out_features,
+                dropout=a.dropout, activation=_torch_activation(ours.feed_forward.activation_name),
+                layer_norm_eps=ours.norm1.eps, batch_first=True, norm_first=ours.norm_first)
+
+
 def torch_encoder_layer_like(ours: EncoderLayer) -> nn.TransformerEncoderLayer:
     """A fresh ``nn.TransformerEncoderLayer`` with the same sizes and settings as ``ours``, weights copied."""
-    a = ours.self_attn
-    theirs = nn.TransformerEncoderLayer(a.d_model, a.num_heads, ours.feed_forward.linear1.out_features,
-                                        dropout=a.dropout, activation=_torch_activation(ours.feed_forward.activation_name),
-                                        layer_norm_eps=ours.norm1.eps, batch_first=True, norm_first=ours.norm_first)
-    return copy_encoder_layer(ours, theirs)
+    return copy_encoder_layer(ours, nn.TransformerEncoderLayer(**_layer_settings(ours)))
 
 
 def torch_decoder_layer_like(ours: DecoderLayer) -> nn.TransformerDecoderLayer:
     """A fresh ``nn.TransformerDecoderLayer`` like ``ours``, weights copied."""
-    a = ours.self_attn
-    theirs = nn.TransformerDecoderLayer(a.d_model, a.num_heads, ours.feed_forward.linear1.out_features,
-                                        dropout=a.dropout, activation=_torch_activation(ours.feed_forward.activation_name),
-                                        layer_norm_eps=ours.norm1.eps, batch_first=True, norm_first=ours.norm_first)
-    return copy_decoder_layer(ours, theirs)
+    return copy_decoder_layer(ours, nn.TransformerDecoderLayer(**_layer_settings(ours)))
 
 
 def torch_transformer_like(ours: Transformer) -> nn.Transformer:

@@ -11,8 +11,8 @@ decoder's self-attention.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from .decoder import Decoder
 from .embeddings import TokenEmbedding
 from .encoder import Encoder
-from .feed_forward import ACTIVATIONS
+from .config import ModelConfig
 from .kv_cache import LayerCache, cache_length, new_cache
 from .masks import padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
@@ -30,7 +30,7 @@ POSITIONALS = ("sinusoidal", "learned")
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(ModelConfig):
     """Every hyper-parameter of a :class:`Transformer`, checked on construction.
 
     ``num_layers`` sets both stacks; ``num_encoder_layers`` / ``num_decoder_layers`` override
@@ -57,25 +57,14 @@ class TransformerConfig:
     share_embeddings: bool = False
     pad_id: int = 0
 
+    POSITIVE: ClassVar[tuple[str, ...]] = ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_layers",
+                                         "num_encoder_layers", "num_decoder_layers", "d_ff", "max_len")
+    FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights", "share_embeddings")
+
     def __post_init__(self):
-        for name in ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len"):
-            _positive(name, getattr(self, name))
-        for name in ("num_encoder_layers", "num_decoder_layers"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
-        if self.d_model % self.num_heads:
-            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        super().__post_init__()
         if self.positional not in POSITIONALS:
             raise ValueError(f"positional must be one of {POSITIONALS}, got {self.positional!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            raise ValueError(f"layer_norm_eps must be a positive number, got {self.layer_norm_eps!r}")
-        for name in ("norm_first", "tie_weights", "share_embeddings"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size={self.src_vocab_size} "
                              f"and tgt_vocab_size={self.tgt_vocab_size}")
@@ -89,17 +78,6 @@ class TransformerConfig:
     @property
     def decoder_layers(self) -> int:
         return self.num_layers if self.num_decoder_layers is None else self.num_decoder_layers
-
-    def replace(self, **changes) -> "TransformerConfig":
-        """A copy with some fields changed (the config itself is frozen)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TransformerConfig":
-        return cls(**d)
 
     @classmethod
     def base(cls, vocab_size: int = 37000) -> "TransformerConfig":
@@ -116,9 +94,6 @@ class TransformerConfig:
         return cls(**fields)
 
 
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _positions(config: TransformerConfig) -> nn.Module:
