@@ -4,9 +4,9 @@
     python benchmarks/notebooks.py 08 12           # some lessons
     python benchmarks/notebooks.py --readme        # also update README.md's Performance table
 
-Each lesson runs top to bottom in a fresh kernel limited to 2 threads, as a learner's
-"Restart & Run All" would; the wall time and the kernel's peak memory (VmHWM, Linux) are
-recorded. Also measured: ``import transformer_lib`` time beyond ``import torch``. The table is
+Each lesson runs top to bottom in a fresh kernel, as a learner's "Restart & Run All" would
+(every lesson fixes PyTorch at one CPU thread, see transformer_lib.utils.NUM_THREADS); the wall
+time, kernel start included, and the kernel's peak memory (VmHWM, Linux) are recorded. Also measured: ``import transformer_lib`` time beyond ``import torch``. The table is
 printed and written to benchmarks/results/notebooks.md. Ratios above 1.00 miss the target.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def peak_rss_mb(pid: int) -> float | None:
 
 
 def run_lesson(path: Path, timeout: int = 900) -> tuple[float, float | None]:
-    """Execute one notebook in a fresh 2-thread kernel; return (seconds, peak MB of the kernel)."""
+    """Execute one notebook in a fresh kernel; return (seconds, peak MB of the kernel)."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -56,7 +56,7 @@ def run_lesson(path: Path, timeout: int = 900) -> tuple[float, float | None]:
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()  # kernel start included, as in "Restart & Run All"
-    with client.setup_kernel(env={**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "MPLBACKEND": "Agg"}):
+    with client.setup_kernel(env={**os.environ, "MPLBACKEND": "Agg"}):
         pid = client.km.provisioner.process.pid
         for index, cell in enumerate(nb.cells):
             client.execute_cell(cell, index)

@@ -14,7 +14,7 @@ def test_seed_everything_makes_draws_repeat():
     a = torch.randn(4)
     seed_everything(3)
     assert torch.equal(a, torch.randn(4))
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1          # NUM_THREADS: one thread unless configured
     with pytest.raises(TypeError):
         seed_everything(1.5)
 

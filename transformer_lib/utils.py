@@ -11,10 +11,14 @@ import numpy as np
 import torch
 from torch import nn
 
-#: Number of CPU threads every lesson uses (fewer where fewer CPUs are usable). Results of
-#: float reductions depend on the thread count, so fixing it makes stored notebook outputs
-#: reproducible (nbval); the course's targets are for 2 cores.
-NUM_THREADS = 2
+#: CPU threads every lesson uses: one, unless TRANSFORMER_COURSE_THREADS says otherwise.
+#: - Results of float reductions depend on the thread count, so a fixed count makes the stored
+#:   notebook outputs reproducible (nbval) on every machine, however many cores it has.
+#: - The course's tiny tensors gain little from a second thread (about 1.3x for training), and
+#:   lose a lot when the machine is busy: threads that wait for a shared core made training
+#:   5-20x slower in our measurements. With one thread per lesson, the tests run two lessons
+#:   side by side instead.
+NUM_THREADS = int(os.environ.get("TRANSFORMER_COURSE_THREADS", "1"))
 
 
 def usable_cpus() -> int:
