@@ -15,6 +15,15 @@ B, T, S, D, H = 2, 5, 7, 12, 3
 D_K = D // H
 
 
+def randomise_norms(module: torch.nn.Module) -> None:
+    """Give every LayerNorm a non-trivial weight and bias, so a comparison tests them too."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

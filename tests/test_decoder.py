@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S, T
+from conftest import B, D, H, S, T, randomise_norms
 from transformer_lib.decoder import Decoder, DecoderLayer, leaks_future
 from transformer_lib.kv_cache import new_cache
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
@@ -21,14 +21,6 @@ def masks():
     src = torch.randint(1, 9, (B, S))
     src[0, S - 3:] = 0
     return tgt, src
-
-
-def randomise_norms(module):
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_()
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])

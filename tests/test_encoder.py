@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S
+from conftest import B, D, H, S, randomise_norms
 from transformer_lib.encoder import Encoder, EncoderLayer
 from transformer_lib.masks import padding_mask
 from transformer_lib.torch_interop import copy_stack, torch_encoder_layer_like
@@ -20,14 +20,6 @@ def padded_ids(length=S):
     ids = torch.randint(1, 9, (B, length))
     ids[0, length - 3:] = 0                            # the first sequence ends in 3 <pad>
     return ids
-
-
-def randomise_norms(module):
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, nn.LayerNorm):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_()
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

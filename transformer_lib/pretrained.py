@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from .bert import BertConfig, BertModel
 from .utils import check_tensor
-from .wordpiece import WordPieceTokenizer
+from .wordpiece import WordPieceTokenizer, text_list
 
 __all__ = [
     "WEIGHTS_DISTRIBUTION", "WEIGHTS_VERSION", "WEIGHTS_PACKAGE", "MODEL_SHA256", "MAX_SEQ_LENGTH",
@@ -447,12 +447,7 @@ class SentenceEncoder:
         the result is that of ``sentences``); batches of long sentences are smaller (see
         ``max_attention_entries``). The attention weights are not kept.
         """
-        if isinstance(sentences, str):
-            sentences = [sentences]
-        if not isinstance(sentences, Sequence) or not all(isinstance(s, str) for s in sentences):
-            raise TypeError("sentences must be a str or a list of str")
-        if not sentences:
-            raise ValueError("sentences is empty")
+        sentences = text_list(sentences, "sentences")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         ids = [self.tokenizer.encode(s) for s in sentences]

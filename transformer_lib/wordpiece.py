@@ -36,7 +36,7 @@ from typing import Iterable, Mapping, Sequence
 import torch
 
 __all__ = ["WordPieceTokenizer", "wordpiece_word", "basic_tokenize", "strip_accents", "is_punctuation",
-           "load_vocab", "MAX_CHARS_PER_WORD"]
+           "load_vocab", "text_list", "MAX_CHARS_PER_WORD"]
 
 #: Words longer than this many characters become ``[UNK]`` without being split (as in BERT).
 MAX_CHARS_PER_WORD = 100
@@ -133,6 +133,17 @@ def basic_tokenize(text: str, lower_case: bool = True) -> list[str]:
 
 
 # --- step 2: WordPiece -----------------------------------------------------------------------
+
+def text_list(texts: str | Sequence[str], name: str = "texts") -> list[str]:
+    """``texts`` as a non-empty list of str (one str becomes a list of one); else a clear error."""
+    if isinstance(texts, str):
+        return [texts]
+    if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"{name} must be a str or a list of str, got {type(texts).__name__}")
+    if not texts:
+        raise ValueError(f"{name} is empty: give at least one text")
+    return list(texts)
+
 
 def wordpiece_word(word: str, vocab: Mapping[str, int] | set[str], unk_token: str = "[UNK]",
                    prefix: str = "##", max_chars: int = MAX_CHARS_PER_WORD) -> list[str]:
@@ -272,12 +283,7 @@ class WordPieceTokenizer:
             Hugging Face tokenizers; ``transformer_lib`` turns the attention mask into its bool
             True = may attend).
         """
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts must be a str or a list of str")
-        if not texts:
-            raise ValueError("texts is empty: give at least one text")
+        texts = text_list(texts)
         encoded = [self.encode(t, max_len) for t in texts]
         T = max(len(e) for e in encoded)
         input_ids = torch.full((len(encoded), T), self.pad_id, dtype=torch.long)  # (B, T)

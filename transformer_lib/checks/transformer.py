@@ -154,7 +154,7 @@ def check_decode_target(fn):
 # --------------------------------------------------------------------------- parameter count
 def _count_variants(c: TransformerConfig) -> dict[str, int]:
     """What typical wrong formulas give for ``c``."""
-    D, F, V_s, V_t = c.d_model, c.d_ff, c.src_vocab_size, c.tgt_vocab_size
+    D, F, V_t = c.d_model, c.d_ff, c.tgt_vocab_size
     N_e, N_d = c.encoder_layers, c.decoder_layers
     right = count_transformer_parameters(c)
     final_norms = 2 * 2 * D if c.norm_first else 0
