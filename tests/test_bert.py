@@ -1,4 +1,4 @@
-"""Lesson 09: the encoder-only BERT model, its heads, and the generated review text."""
+"""Lesson 10: the encoder-only BERT model, its heads, and the generated review text."""
 from __future__ import annotations
 
 import pytest

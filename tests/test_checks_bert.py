@@ -1,4 +1,4 @@
-"""The lesson-09 checks accept correct masking rules and MLM losses and reject typical mistakes."""
+"""The lesson-10 checks accept correct masking rules and MLM losses and reject typical mistakes."""
 from __future__ import annotations
 
 import pytest

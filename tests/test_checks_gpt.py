@@ -1,4 +1,4 @@
-"""The lesson-10 checks: causal LM loss, one KV-cache step, top-k probabilities."""
+"""The lesson-11 checks: causal LM loss, one KV-cache step, top-k probabilities."""
 from __future__ import annotations
 
 import pytest

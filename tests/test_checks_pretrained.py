@@ -1,4 +1,4 @@
-"""Lesson 12's checks accept correct answers and name each typical mistake."""
+"""Lesson 13's checks accept correct answers and name each typical mistake."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""The lesson-11 checks: a task as text-to-text, and rotary position embeddings."""
+"""The lesson-12 checks: a task as text-to-text, and rotary position embeddings."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Lesson 10: the decoder-only GPT, its loss, generation and the KV-cache step."""
+"""Lesson 11: the decoder-only GPT, its loss, generation and the KV-cache step."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""Lesson 10: the key/value cache gives exactly what full recomputation gives, for the
+"""Lesson 11: the key/value cache gives exactly what full recomputation gives, for the
 decoder-only GPT and for the encoder-decoder Transformer."""
 from __future__ import annotations
 

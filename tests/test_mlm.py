@@ -1,4 +1,4 @@
-"""Lesson 09: BERT's masking rule (15 % chosen; 80 % [MASK], 10 % random, 10 % unchanged) and
+"""Lesson 10: BERT's masking rule (15 % chosen; 80 % [MASK], 10 % random, 10 % unchanged) and
 the loss on the chosen positions only."""
 from __future__ import annotations
 

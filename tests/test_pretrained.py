@@ -1,4 +1,4 @@
-"""Lesson 12: the verified weights, the config, the name table, the loader's checks, the embeddings
+"""Lesson 13: the verified weights, the config, the name table, the loader's checks, the embeddings
 (against stored sentence-transformers results) and semantic search."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lesson 10: greedy, temperature, top-k and top-p sampling."""
+"""Lesson 11: greedy, temperature, top-k and top-p sampling."""
 from __future__ import annotations
 
 import pytest

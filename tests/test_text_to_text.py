@@ -1,4 +1,4 @@
-"""Lesson 11: the text-to-text tasks, their encoding and scoring, and relative positions."""
+"""Lesson 12: the text-to-text tasks, their encoding and scoring, and relative positions."""
 from __future__ import annotations
 
 import datetime

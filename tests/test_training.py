@@ -169,7 +169,7 @@ def test_training_is_deterministic(task, monkeypatch):
 
 
 def test_train_keeps_its_generic_signature(monkeypatch):
-    """Lessons 09-11 call train with a plain loss function and batches of any kind."""
+    """Lessons 10-12 call train with a plain loss function and batches of any kind."""
     monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE", raising=False)
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)

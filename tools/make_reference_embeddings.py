@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compute lesson 12's reference data with the reference implementation (run once, by a maintainer).
+"""Compute lesson 13's reference data with the reference implementation (run once, by a maintainer).
 
 Writes two small files into ``transformer_lib/data_files/``:
 

@@ -1,4 +1,4 @@
-"""Lessons 09 and 12: an encoder-only (BERT-style) model built from the lesson-05 encoder.
+"""Lessons 10 and 13: an encoder-only (BERT-style) model built from the lesson-05 encoder.
 
 Legend: B batch, T sequence length, D = d_model, V vocabulary size.
 

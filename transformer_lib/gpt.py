@@ -1,4 +1,4 @@
-"""Lesson 10: a decoder-only (GPT-style) language model built from the lesson-06 decoder.
+"""Lesson 11: a decoder-only (GPT-style) language model built from the lesson-06 decoder.
 
 Legend: B batch, T sequence length, t tokens already in the cache, D = d_model, H heads,
 d_k = D / H, V vocabulary size.

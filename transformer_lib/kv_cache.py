@@ -1,4 +1,4 @@
-"""Lesson 10: the key/value cache for fast generation.
+"""Lesson 11: the key/value cache for fast generation.
 
 Generating token t+1 with a decoder re-reads tokens 0..t. Without a cache every step recomputes
 the keys and values of all earlier tokens in every layer, so producing n tokens costs O(n^2)

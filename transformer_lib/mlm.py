@@ -1,4 +1,4 @@
-"""Lesson 09: masked-language-model (MLM) data collation and loss, BERT's pre-training objective.
+"""Lesson 10: masked-language-model (MLM) data collation and loss, BERT's pre-training objective.
 
 Legend: B batch, T sequence length, V vocabulary size.
 

@@ -1,4 +1,4 @@
-"""Lesson 12: load the published all-MiniLM-L6-v2 weights into our own :class:`BertModel`.
+"""Lesson 13: load the published all-MiniLM-L6-v2 weights into our own :class:`BertModel`.
 
 Legend: B batch, T sequence length, D = d_model (384), H heads (12), L layers (6), N sentences.
 
@@ -521,7 +521,7 @@ def _data_file(name: str):
 
 
 def load_corpus() -> tuple[list[str], list[str]]:
-    """Lesson 12's 300 sentences on 12 topics, for semantic search: ``(sentences, topics)``."""
+    """Lesson 13's 300 sentences on 12 topics, for semantic search: ``(sentences, topics)``."""
     sentences, topics = [], []
     for line in _data_file("sentences.tsv").read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):

@@ -1,4 +1,4 @@
-"""Lesson 10: choosing the next token: greedy, temperature, top-k and top-p (nucleus) sampling.
+"""Lesson 11: choosing the next token: greedy, temperature, top-k and top-p (nucleus) sampling.
 
 Legend: B batch, V vocabulary size. ``...`` stands for any batch dimensions.
 

@@ -1,4 +1,4 @@
-"""Lesson 11: T5's idea, every task is text-to-text; and relative positions.
+"""Lesson 12: T5's idea, every task is text-to-text; and relative positions.
 
 Legend: B batch, S source length, T target length, D = d_model, V vocabulary size.
 
@@ -16,7 +16,7 @@ turns them into padded id tensors (:func:`encode_examples`), decodes with the en
 (:func:`generate_seq2seq`, with or without a key/value cache) and scores each task
 (:func:`per_task_accuracy`).
 
-It also holds the two relative-position schemes lesson 11 shows as alternatives to the
+It also holds the two relative-position schemes lesson 12 shows as alternatives to the
 absolute positions of lesson 02: T5's bucketed relative position bias
 (:func:`relative_position_bucket`) and rotary position embeddings, RoPE (:func:`apply_rope`).
 """

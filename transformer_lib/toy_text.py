@@ -1,6 +1,6 @@
-"""Text for lessons 09 and 10, generated in code or read from Python's own installation.
+"""Text for lessons 10 and 11, generated in code or read from Python's own installation.
 
-Lesson 09: a tiny world of reviews
+Lesson 10: a tiny world of reviews
 ----------------------------------
 :class:`ReviewWorld` writes short English sentences about films, meals, hotels... from a few
 templates. Each sentence has a hidden sentiment, and its adjectives come from the positive or
@@ -12,9 +12,9 @@ The labelled task asks for the sentiment of a bare sentence such as ``"the hotel
 no cue word, only the adjective tells. With a handful of labels a model trained from scratch
 sees only some adjectives and must guess on the others; a model pre-trained with the masked-LM
 objective on the unlabelled sentences has already grouped the adjectives, which is exactly what
-the task needs. That is transfer learning, and lesson 09 measures it.
+the task needs. That is transfer learning, and lesson 10 measures it.
 
-Lesson 10: text that ships with Python
+Lesson 11: text that ships with Python
 --------------------------------------
 :func:`python_source_corpus` reads the source of a standard-library module (by default
 ``difflib.py``, identical in Python 3.10 to 3.13), so the character-level GPT trains on text
@@ -61,7 +61,7 @@ TASK_TEMPLATE = "the {noun} was {adj} ."
 
 @dataclass
 class ReviewWorld:
-    """Generator of the lesson-09 sentences and their word-level tokenizer.
+    """Generator of the lesson-10 sentences and their word-level tokenizer.
 
     The vocabulary is the four course specials, then ``[CLS]``, ``[SEP]``, ``[MASK]``, then the
     words; ``num_special`` (7) counts the ids that the masking rule must never choose.

@@ -1,4 +1,4 @@
-"""Lesson 12: BERT's WordPiece tokenizer, written from its vocabulary file.
+"""Lesson 13: BERT's WordPiece tokenizer, written from its vocabulary file.
 
 Legend: B batch, T sequence length (after padding).
 

@@ -1,4 +1,4 @@
-"""Checks for lesson 09's exercises: BERT's masking rule and the masked-LM loss."""
+"""Checks for lesson 10's exercises: BERT's masking rule and the masked-LM loss."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Checks for lesson 10's exercises: the causal LM loss, one KV-cache step, top-k sampling."""
+"""Checks for lesson 11's exercises: the causal LM loss, one KV-cache step, top-k sampling."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Checks for lesson 12's exercises: the name table of one layer, WordPiece on one word, and
+"""Checks for lesson 13's exercises: the name table of one layer, WordPiece on one word, and
 mean pooling with a padding mask.
 
 Each check compares the learner's result with the reference in

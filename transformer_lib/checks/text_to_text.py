@@ -1,4 +1,4 @@
-"""Checks for lesson 11's exercises: a task as text-to-text, and rotary position embeddings."""
+"""Checks for lesson 12's exercises: a task as text-to-text, and rotary position embeddings."""
 from __future__ import annotations
 
 import datetime

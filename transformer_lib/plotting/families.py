@@ -1,4 +1,4 @@
-"""Pictures for lessons 09-11 (BERT, GPT, T5): context masks, the masking rule, filled blanks,
+"""Pictures for lessons 10-12 (BERT, GPT, T5): context masks, the masking rule, filled blanks,
 transfer learning, next-token distributions and their explorer, KV-cache timings, per-task
 accuracy, the three families' masks, and relative positions."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Pictures and explorers of lesson 12 (all-MiniLM-L6-v2 in our own encoder).
+"""Pictures and explorers of lesson 13 (all-MiniLM-L6-v2 in our own encoder).
 
 Legend: L layers, H heads, T tokens, N sentences, D = d_model.
 """
