@@ -31,3 +31,15 @@ def test_environment_check_reads_the_pins(capsys):
     check_environment()
     out = capsys.readouterr().out
     assert "torch 2.13.0" in out and ("All set" in out or "problem(s)" in out)
+
+
+def test_assert_trained_asserts_outside_smoke_mode_only(monkeypatch):
+    from transformer_lib.utils import assert_trained
+    monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE", raising=False)
+    assert_trained(True, "fine")
+    with pytest.raises(AssertionError, match="too low"):
+        assert_trained(0.5 >= 0.99, "too low")
+    monkeypatch.setenv("TRANSFORMER_COURSE_SMOKE", "1")
+    assert_trained(False, "skipped in smoke mode")
+    with pytest.raises(TypeError, match="message must be a str"):
+        assert_trained(True, 3)
