@@ -101,6 +101,7 @@ def assert_trained(condition: bool, message: str) -> None:
     Raises:
         AssertionError: with ``message`` when ``condition`` is false outside smoke-test mode.
     """
+    __tracebackhide__ = True  # noqa: F841  (IPython and pytest show the learner's line, not this one)
     if not isinstance(message, str):
         raise TypeError(f"message must be a str, got {type(message).__name__}")
     if not smoke_test_mode() and not bool(condition):
