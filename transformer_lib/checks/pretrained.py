@@ -80,6 +80,12 @@ def check_layer_name_map(fn):
         expected = layer_name_map(i)
         if got == expected:
             continue
+        reversed_map = {_canonical(v): str(k) for k, v in expected.items()}
+        if got == reversed_map or (got and all(k.startswith("encoder.layers") for k in got)
+                                   and all(v.startswith("encoder.layer.") for v in got.values())):
+            fail(f"layer_name_map({i}) is reversed: its keys are our names (e.g. {next(iter(got))!r}) and its values "
+                 f"the checkpoint's. The table maps the checkpoint's name to ours: "
+                 f"{{'encoder.layer.{i}.attention.self.query.weight': 'encoder.layers.{i}.self_attn.w_q.weight', ...}}")
         extra = sorted(set(got) - set(expected))
         missing = sorted(set(expected) - set(got))
         if extra and all(re.match(rf"encoder\.layer\.\d+\.", k) and not k.startswith(f"encoder.layer.{i}.")
@@ -114,7 +120,42 @@ def check_layer_name_map(fn):
 _TOY_VOCAB = {t: n for n, t in enumerate([
     "[PAD]", "[UNK]", "u", "un", "una", "##n", "##a", "##f", "##fa", "##ffa", "##b", "##l", "##e", "##ble",
     "play", "pl", "##ay", "##ing", "##in", "##g", "ing", "in", "a", "b", "f", "ble", "x", "##x",
+    "mn", "m", "##op", "##nop", "##o", "##on",
 ])}
+
+
+def _wp_from_the_right(word, vocab):         # longest match taken from the end of the word
+    if len(word) > MAX_CHARS_PER_WORD:
+        return ["[UNK]"]
+    pieces, end = [], len(word)
+    while end > 0:
+        for start in range(0, end):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if piece in vocab:
+                pieces.insert(0, piece)
+                end = start
+                break
+        else:
+            return ["[UNK]"]
+    return pieces
+
+
+def _wp_first_piece_falls_back(word, vocab):  # a first piece not in the vocabulary is tried with '##'
+    if len(word) > MAX_CHARS_PER_WORD:
+        return ["[UNK]"]
+    pieces, start = [], 0
+    while start < len(word):
+        for end in range(len(word), start, -1):
+            piece = word[start:end] if start == 0 else "##" + word[start:end]
+            if start == 0 and piece not in vocab:
+                piece = "##" + piece
+            if piece in vocab:
+                pieces.append(piece)
+                start = end
+                break
+        else:
+            return ["[UNK]"]
+    return pieces
 
 
 def _wp_no_prefix(word, vocab):                 # continuations looked up without "##"
@@ -184,7 +225,11 @@ def _wp_bare_output(word, vocab):               # looked up with "##" but return
 _WP_MISTAKES = {
     "continuation pieces must be looked up (and returned) with the '##' prefix: after the first piece, try "
     "'##' + word[start:end]": _wp_no_prefix,
+    "the first piece fell back to its '##' form: a word must start with a piece *without* '##' (here none "
+    "fits, so the word is ['[UNK]']); '##' pieces may only continue a word": _wp_first_piece_falls_back,
     "the first piece of a word has no '##': only pieces that continue a word start with '##'": _wp_prefix_everywhere,
+    "it matches from the end of the word: WordPiece is greedy from the *left*, the longest piece that starts "
+    "the word first ('mn' + '##op', not 'm' + '##nop')": _wp_from_the_right,
     "it takes the shortest matching piece; WordPiece takes the longest: try end = len(word), len(word) - 1, ... "
     "down to start + 1 and keep the first piece in the vocabulary": _wp_shortest,
     "when some part of the word matches no piece, the whole word becomes ['[UNK]'] (not the pieces found so "
@@ -202,6 +247,8 @@ def check_wordpiece_word(fn):
     """Check ``fn(word, vocab) -> list of pieces`` (greedy longest-match-first WordPiece)."""
     cases = [
         ("unaffable", "longest pieces: una + ##ffa + ##ble"),
+        ("mnop", "longest match from the left: mn + ##op (from the right it would be m + ##nop)"),
+        ("on", "a word whose start exists only as a '##' piece"),
         ("playing", "play + ##ing"),
         ("a", "a one-letter word"),
         ("unx", "a word whose end matches only a '##' piece"),
@@ -212,10 +259,7 @@ def check_wordpiece_word(fn):
     ]
     vocab = dict(_TOY_VOCAB)
     for word, what in cases:
-        before = dict(vocab)
         got = call(fn, word, vocab, case=f"the word {word[:20]!r}{'...' if len(word) > 20 else ''} ({what})")
-        if vocab != before:
-            fail("your function changed the vocabulary: only read it")
         expected = wordpiece_word(word, vocab)
         if isinstance(got, tuple):
             got = list(got)
@@ -255,10 +299,8 @@ def check_pool_sentence_embeddings(fn):
         B, T, D = hidden.shape
         case = (f"hidden {tuple(hidden.shape)} with {'a bool' if mask.dtype == torch.bool else 'an int'} "
                 f"attention_mask, real lengths {list(lengths)}")
-        h0, m0 = hidden.clone(), mask.clone()
+        h0, m0 = hidden, mask
         got = call(fn, hidden, mask, case=case)
-        if not torch.equal(hidden, h0) or not torch.equal(mask, m0):
-            fail(f"your function changed its input in place on {case}: compute new tensors")
         expected = pool_sentence_embeddings(h0, m0)
         what = f"the sentence embeddings for {case}"
         if isinstance(got, torch.Tensor) and got.shape == (B, T, D):
