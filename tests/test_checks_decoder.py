@@ -149,76 +149,37 @@ def test_leaks_future_accepts_correct_versions(fn, capsys):
     assert "✅ leaks_future is correct" in capsys.readouterr().out
 
 
-def compares_position_t_too(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 1):
-        changed = x.clone()
-        changed[:, t:] = torch.randn_like(changed[:, t:])
-        if not torch.allclose(fn(changed)[:, :t + 1], out[:, :t + 1], atol=1e-6):
-            return True
-    return False
+def leak_test(splits=lambda T: range(T - 1), changed_from=lambda t: t + 1, changed_to=lambda t, T: T,
+              compared=lambda t: slice(0, t + 1), change="random", atol=1e-6):
+    """A learner-style no-peeking test with one switchable mistake (the defaults are right):
+    for each split point t, change positions changed_from(t) .. changed_to(t, T) - 1, compare the
+    outputs at ``compared(t)``."""
+    def fn(f, x):
+        T = x.shape[1]
+        out = f(x)
+        for t in splits(T):
+            changed = x.clone()
+            part = changed[:, changed_from(t):changed_to(t, T)]
+            part.copy_(part + 1.0 if change == "shift" else torch.randn_like(part))
+            if not torch.allclose(f(changed)[:, compared(t)], out[:, compared(t)], atol=atol):
+                return True
+        return False
+    return fn
 
 
-def only_last_token(fn, x):
-    changed = x.clone()
-    changed[:, -1] = torch.randn_like(changed[:, -1])
-    return not torch.allclose(fn(changed)[:, :-1], fn(x)[:, :-1], atol=1e-6)
-
-
-def constant_shift(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 1):
-        changed = x.clone()
-        changed[:, t + 1:] += 1.0
-        if not torch.allclose(fn(changed)[:, :t + 1], out[:, :t + 1], atol=1e-6):
-            return True
-    return False
-
-
-def loose_tolerance(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 1):
-        changed = x.clone()
-        changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:])
-        if not torch.allclose(fn(changed)[:, :t + 1], out[:, :t + 1], atol=1e-2):
-            return True
-    return False
+compares_position_t_too = leak_test(changed_from=lambda t: t)
+only_last_token = leak_test(splits=lambda T: [T - 2])
+constant_shift = leak_test(change="shift")
+loose_tolerance = leak_test(atol=1e-2)
+compares_position_0_only = leak_test(compared=lambda t: slice(0, 1))
+stops_one_step_early = leak_test(splits=lambda T: range(T - 2))       # misses the last split point, t = T - 2
+changes_only_the_next_position = leak_test(changed_to=lambda t, T: t + 2, compared=lambda t: slice(t, t + 1))
 
 
 def any_output_changes(fn, x):
     changed = x.clone()
     changed[:, -1] = torch.randn_like(changed[:, -1])
     return not torch.allclose(fn(changed), fn(x))
-
-
-def compares_position_0_only(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 1):
-        changed = x.clone()
-        changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:])
-        if not torch.allclose(fn(changed)[:, 0], out[:, 0], atol=1e-6):
-            return True
-    return False
-
-
-def stops_one_step_early(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 2):                   # misses the last split point, t = T - 2
-        changed = x.clone()
-        changed[:, t + 1:] = torch.randn_like(changed[:, t + 1:])
-        if not torch.allclose(fn(changed)[:, :t + 1], out[:, :t + 1], atol=1e-6):
-            return True
-    return False
-
-
-def changes_only_the_next_position(fn, x):
-    out = fn(x)
-    for t in range(x.shape[1] - 1):
-        changed = x.clone()
-        changed[:, t + 1] = torch.randn_like(changed[:, t + 1])
-        if not torch.allclose(fn(changed)[:, t], out[:, t], atol=1e-6):
-            return True
-    return False
 
 
 def in_place(fn, x):

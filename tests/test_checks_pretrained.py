@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from transformer_lib.checks import (CheckFailed, check_layer_name_map, check_pool_sentence_embeddings,
                                     check_wordpiece_word)
+from transformer_lib.checks.pretrained import wordpiece_with_mistake
 from transformer_lib.pretrained import layer_name_map, pool_sentence_embeddings
 from transformer_lib.wordpiece import wordpiece_word
 
@@ -83,36 +84,9 @@ def my_wordpiece(word, vocab):
     return out
 
 
-def from_the_right(word, vocab):
-    """Wrong: the longest piece that *ends* the word first."""
-    pieces, end = [], len(word)
-    while end > 0:
-        start = next((s for s in range(end) if (word[s:end] if s == 0 else "##" + word[s:end]) in vocab), None)
-        if start is None:
-            return ["[UNK]"]
-        pieces.insert(0, word[start:end] if start == 0 else "##" + word[start:end])
-        end = start
-    return pieces
-
-
-def greedy(word, vocab, prefix="##", first_prefix="", longest=True, partial=False, limit=100, keep_prefix=True,
-           fall_back=False):
-    if len(word) > limit:
-        return ["[UNK]"]
-    out, start = [], 0
-    while start < len(word):
-        ends = range(len(word), start, -1) if longest else range(start + 1, len(word) + 1)
-        for end in ends:
-            piece = (first_prefix if start == 0 else prefix) + word[start:end]
-            if fall_back and start == 0 and piece not in vocab:
-                piece = "##" + piece
-            if piece in vocab:
-                out.append(piece if keep_prefix else piece.lstrip("#"))
-                start = end
-                break
-        else:
-            return out + ["[UNK]"] if partial else ["[UNK]"]
-    return out
+def greedy(word, vocab, **mistake):
+    """A learner-style WordPiece with one mistake, from the check's own simulator."""
+    return wordpiece_with_mistake(word, vocab, **mistake)
 
 
 def test_wordpiece_accepts_the_reference_and_another_version(capsys):
@@ -123,18 +97,18 @@ def test_wordpiece_accepts_the_reference_and_another_version(capsys):
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (lambda w, v: greedy(w, v, prefix=""), "looked up \\(and returned\\) with the '##' prefix"),
-    (lambda w, v: greedy(w, v, first_prefix="##"), "first piece of a word has no '##'"),
+    (lambda w, v: greedy(w, v, rest=""), "looked up \\(and returned\\) with the '##' prefix"),
+    (lambda w, v: greedy(w, v, first="##"), "first piece of a word has no '##'"),
     (lambda w, v: greedy(w, v, longest=False), "shortest matching piece"),
-    (lambda w, v: greedy(w, v, partial=True), "the whole word becomes"),
-    (lambda w, v: greedy(w, v, limit=10**9), "longer than 100 characters"),
-    (lambda w, v: greedy(w, v, limit=99), "exactly 100 characters is still split"),
+    (lambda w, v: greedy(w, v, partial_unk=True), "the whole word becomes"),
+    (lambda w, v: greedy(w, v, max_chars=10**9), "longer than 100 characters"),
+    (lambda w, v: greedy(w, v, max_chars=99), "exactly 100 characters is still split"),
     (lambda w, v: greedy(w, v, keep_prefix=False), "keep their '##'"),
     (lambda w, v: list(w), "returned"),
     (lambda w, v: " ".join(greedy(w, v)), "list of str"),
     (lambda w, v: v.pop("un"), r"raised KeyError|changed its argument `vocab` \(a dict\) in place"),
-    (lambda w, v: greedy(w, v, fall_back=True), r"for 'on' .* it returned \['##on'\]: the first piece fell back"),
-    (from_the_right, r"for 'mnop' .* it returned \['m', '##nop'\]: it matches from the end of the word"),
+    (lambda w, v: greedy(w, v, first_falls_back=True), r"for 'on' .* it returned \['##on'\]: the first piece fell back"),
+    (lambda w, v: greedy(w, v, from_the_right=True), r"for 'mnop' .* it returned \['m', '##nop'\]: it matches from the end of the word"),
 ])
 def test_wordpiece_mistakes_are_named(wrong, words):
     with pytest.raises(CheckFailed, match=words):

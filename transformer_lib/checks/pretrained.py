@@ -124,121 +124,66 @@ _TOY_VOCAB = {t: n for n, t in enumerate([
 ])}
 
 
-def _wp_from_the_right(word, vocab):         # longest match taken from the end of the word
-    if len(word) > MAX_CHARS_PER_WORD:
+def wordpiece_with_mistake(word: str, vocab, *, first: str = "", rest: str = "##", longest: bool = True,
+                           first_falls_back: bool = False, partial_unk: bool = False, from_the_right: bool = False,
+                           keep_prefix: bool = True, max_chars: int = MAX_CHARS_PER_WORD) -> list[str]:
+    """Greedy WordPiece on one word with a switchable mistake: the one simulator of the typical
+    mistakes, used by the check and by the tests' learner-style wrong versions.
+
+    Args:
+        first, rest: the prefix a word's first piece / its other pieces are looked up with ("" and "##").
+        longest: try the longest piece first (``False``: the shortest).
+        first_falls_back: a first piece not in the vocabulary is tried again with "##".
+        partial_unk: a part that matches nothing becomes "[UNK]" after the pieces found so far.
+        from_the_right: take the longest piece that *ends* the word, working leftwards.
+        keep_prefix: return the pieces with their "##" (``False``: without).
+        max_chars: longer words become ["[UNK]"].
+    """
+    if len(word) > max_chars:
         return ["[UNK]"]
-    pieces, end = [], len(word)
-    while end > 0:
-        for start in range(0, end):
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            if piece in vocab:
-                pieces.insert(0, piece)
-                end = start
-                break
+
+    def lookup(start, end):
+        piece = (first if start == 0 else rest) + word[start:end]
+        if first_falls_back and start == 0 and piece not in vocab:
+            piece = "##" + piece
+        return piece if piece in vocab else None
+
+    pieces, start, end = [], 0, len(word)
+    while start < end:
+        if from_the_right:
+            found = next(((s, lookup(s, end)) for s in range(start, end) if lookup(s, end)), None)
         else:
-            return ["[UNK]"]
-    return pieces
-
-
-def _wp_first_piece_falls_back(word, vocab):  # a first piece not in the vocabulary is tried with '##'
-    if len(word) > MAX_CHARS_PER_WORD:
-        return ["[UNK]"]
-    pieces, start = [], 0
-    while start < len(word):
-        for end in range(len(word), start, -1):
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            if start == 0 and piece not in vocab:
-                piece = "##" + piece
-            if piece in vocab:
-                pieces.append(piece)
-                start = end
-                break
+            ends = range(end, start, -1) if longest else range(start + 1, end + 1)
+            found = next(((e, lookup(start, e)) for e in ends if lookup(start, e)), None)
+        if found is None:
+            return pieces + ["[UNK]"] if partial_unk else ["[UNK]"]
+        if from_the_right:
+            end = found[0]
+            pieces.insert(0, found[1])
         else:
-            return ["[UNK]"]
-    return pieces
-
-
-def _wp_no_prefix(word, vocab):                 # continuations looked up without "##"
-    return wordpiece_word(word, vocab, prefix="")
-
-
-def _wp_prefix_everywhere(word, vocab):         # "##" in front of the first piece too
-    if len(word) > MAX_CHARS_PER_WORD:
-        return ["[UNK]"]
-    pieces, start = [], 0
-    while start < len(word):
-        for end in range(len(word), start, -1):
-            if "##" + word[start:end] in vocab:
-                pieces.append("##" + word[start:end])
-                start = end
-                break
-        else:
-            return ["[UNK]"]
-    return pieces
-
-
-def _wp_shortest(word, vocab):                  # shortest match first
-    if len(word) > MAX_CHARS_PER_WORD:
-        return ["[UNK]"]
-    pieces, start = [], 0
-    while start < len(word):
-        for end in range(start + 1, len(word) + 1):
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            if piece in vocab:
-                pieces.append(piece)
-                start = end
-                break
-        else:
-            return ["[UNK]"]
-    return pieces
-
-
-def _wp_partial_unk(word, vocab):               # [UNK] only for the part that matched nothing
-    if len(word) > MAX_CHARS_PER_WORD:
-        return ["[UNK]"]
-    pieces, start = [], 0
-    while start < len(word):
-        for end in range(len(word), start, -1):
-            piece = word[start:end] if start == 0 else "##" + word[start:end]
-            if piece in vocab:
-                pieces.append(piece)
-                start = end
-                break
-        else:
-            pieces.append("[UNK]")
-            break
-    return pieces
-
-
-def _wp_no_limit(word, vocab):                  # no 100-character limit
-    return wordpiece_word(word, vocab, max_chars=10**9)
-
-
-def _wp_limit_off_by_one(word, vocab):         # len(word) >= 100 instead of > 100
-    return ["[UNK]"] if len(word) >= MAX_CHARS_PER_WORD else wordpiece_word(word, vocab)
-
-
-def _wp_bare_output(word, vocab):               # looked up with "##" but returned without it
-    return [p[2:] if p.startswith("##") else p for p in wordpiece_word(word, vocab)]
+            start = found[0]
+            pieces.append(found[1])
+    return pieces if keep_prefix else [p[2:] if p.startswith("##") else p for p in pieces]
 
 
 _WP_MISTAKES = {
     "continuation pieces must be looked up (and returned) with the '##' prefix: after the first piece, try "
-    "'##' + word[start:end]": _wp_no_prefix,
+    "'##' + word[start:end]": dict(rest=""),
     "the first piece fell back to its '##' form: a word must start with a piece *without* '##' (here none "
-    "fits, so the word is ['[UNK]']); '##' pieces may only continue a word": _wp_first_piece_falls_back,
-    "the first piece of a word has no '##': only pieces that continue a word start with '##'": _wp_prefix_everywhere,
+    "fits, so the word is ['[UNK]']); '##' pieces may only continue a word": dict(first_falls_back=True),
+    "the first piece of a word has no '##': only pieces that continue a word start with '##'": dict(first="##"),
     "it matches from the end of the word: WordPiece is greedy from the *left*, the longest piece that starts "
-    "the word first ('mn' + '##op', not 'm' + '##nop')": _wp_from_the_right,
+    "the word first ('mn' + '##op', not 'm' + '##nop')": dict(from_the_right=True),
     "it takes the shortest matching piece; WordPiece takes the longest: try end = len(word), len(word) - 1, ... "
-    "down to start + 1 and keep the first piece in the vocabulary": _wp_shortest,
+    "down to start + 1 and keep the first piece in the vocabulary": dict(longest=False),
     "when some part of the word matches no piece, the whole word becomes ['[UNK]'] (not the pieces found so "
-    "far plus '[UNK]')": _wp_partial_unk,
-    f"a word longer than {MAX_CHARS_PER_WORD} characters must become ['[UNK]'] without being split": _wp_no_limit,
+    "far plus '[UNK]')": dict(partial_unk=True),
+    f"a word longer than {MAX_CHARS_PER_WORD} characters must become ['[UNK]'] without being split":
+        dict(max_chars=10**9),
     f"a word of exactly {MAX_CHARS_PER_WORD} characters is still split; only longer words become ['[UNK]'] "
-    f"(len(word) > {MAX_CHARS_PER_WORD})": _wp_limit_off_by_one,
+    f"(len(word) > {MAX_CHARS_PER_WORD})": dict(max_chars=MAX_CHARS_PER_WORD - 1),
     "the continuation pieces must keep their '##' in the result (it tells a piece that continues a word from a "
-    "word of its own)": _wp_bare_output,
+    "word of its own)": dict(keep_prefix=False),
 }
 
 
@@ -267,8 +212,8 @@ def check_wordpiece_word(fn):
             fail(f"for {word[:20]!r} it should return a list of str pieces, got {describe(got)}")
         if got == expected:
             continue
-        for message, wrong in _WP_MISTAKES.items():
-            if got == wrong(word, vocab):
+        for message, mistake in _WP_MISTAKES.items():
+            if got == wordpiece_with_mistake(word, vocab, **mistake):
                 fail(f"for {word[:20]!r} ({what}) it returned {got[:6]}{'...' if len(got) > 6 else ''}: {message}")
         fail(f"for {word[:20]!r} ({what}) with the vocabulary {sorted(vocab)[:12]}... it returned "
              f"{got[:6]}, expected {expected[:6]}")
