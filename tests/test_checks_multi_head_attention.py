@@ -173,6 +173,9 @@ def swapped_key_and_value(mha, query, key, value, mask=None):
     (forward_with(key_proj="w_q"), "keys are projected with w_q"),
     (forward_with(key_proj="w_v", value_proj="w_k"), "projections are swapped"),   # key is not value: it shows
     (swapped_key_and_value, "key and value inputs are swapped"),
+    (lambda mha, q, k, v, mask=None: mha_module.multi_head_attention_forward(mha, q, q, q, None if mask is None or
+                                                                             mask.shape[-1] != q.shape[1] else mask),
+     "keys and values are computed from `query`"),
     (forward_with(average_heads=True), "not their average"),
     (returning(lambda out, w: out), "pair"),
     (returning(lambda out, w: (out, None)), "should be a torch.Tensor"),

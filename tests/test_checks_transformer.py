@@ -185,6 +185,8 @@ def counting(**wrong):
     (lambda c: float(count_transformer_parameters(c)) + 0.5, r"should be a whole number \(an int\), got 63119496.5"),
     (lambda c: str(count_transformer_parameters(c)), r"should be a whole number \(an int\), got a str"),
     (counting(no_ffn_bias=True), "forgets the feed-forward network's biases"),
+    (lambda c: count_transformer_parameters(c) - 4 * c.d_model * (c.encoder_layers + 2 * c.decoder_layers),
+     "forgets the attention projections' biases"),
 ])
 def test_count_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):

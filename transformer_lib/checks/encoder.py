@@ -15,8 +15,8 @@ from ..encoder import EncoderLayer, encoder_layer_forward
 from ..feed_forward import feed_forward
 from ..layer_norm import layer_norm
 from ..masks import padding_mask
-from ._core import (call, call_diagnosing, close, compare_calls, diagnose, exercise, expect_close, expect_tensor,
-                    fail, forbid_calling, watch_modules)
+from ._core import call, call_diagnosing, close, diagnose, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_layer_norm", "check_feed_forward", "check_encoder_layer_forward"]
 

@@ -10,8 +10,8 @@ import math
 import torch
 
 from ..multi_head_attention import MultiHeadAttention, merge_heads, multi_head_attention_forward, split_heads
-from ._core import (call, close, compare_calls, describe, exercise, expect_close, expect_tensor, fail, forbid_calling,
-                    watch_modules)
+from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention_forward"]
 

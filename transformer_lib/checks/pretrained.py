@@ -17,7 +17,6 @@ import re
 from collections.abc import Mapping
 
 import torch
-import torch.nn.functional as F
 
 from ..pretrained import l2_normalize, layer_name_map, mean_pooling, pool_sentence_embeddings
 from ..wordpiece import MAX_CHARS_PER_WORD, wordpiece_word

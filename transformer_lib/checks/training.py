@@ -10,7 +10,8 @@ from ..decoding import BOS_ID, EOS_ID, greedy_decode
 from ..masks import padding_mask
 from ..training import label_smoothed_cross_entropy, noam_lr
 from ..transformer import Transformer, TransformerConfig
-from ._core import (as_real_number, call, describe, diagnose, exercise, expect_close, fail, forbid_calling, spy)
+from ._core import as_real_number, call, describe, diagnose, exercise, expect_close, fail
+from ._watch import spy
 
 __all__ = ["check_label_smoothed_cross_entropy", "check_noam_lr", "check_greedy_decode", "decoding_test_model"]
 

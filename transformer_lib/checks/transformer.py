@@ -7,8 +7,8 @@ import torch
 
 from ..masks import causal_mask, padding_mask
 from ..transformer import Transformer, TransformerConfig, count_transformer_parameters, decode_target, encode_source
-from ._core import (as_whole_number, call, close, compare_calls, diagnose, exercise, expect_close, expect_tensor, fail,
-                    forbid_calling, watch_modules)
+from ._core import as_whole_number, call, close, diagnose, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_encode_source", "check_decode_target", "check_count_transformer_parameters"]
 
