@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import warnings
 
 import pytest
@@ -219,3 +220,20 @@ def test_a_check_leaves_the_thread_count_and_the_random_state_alone():
         with pytest.raises(CheckFailed):
             check(wrong_on_purpose(check.reference))
     assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_the_learners_frame_is_kept_while_a_debugger_traces_too():
+    """A debugger (or coverage) holds sys.settrace: the check falls back to sys.setprofile."""
+    def attention_scores(q, k):
+        return q @ k.transpose(-2, -1)                                  # not scaled: a wrong value
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: None)
+    try:
+        with pytest.raises(CheckFailed, match="not scaled") as info:
+            checks.check_attention_scores(attention_scores)
+    finally:
+        sys.settrace(previous)
+    tb = info.value.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code is attention_scores.__code__

@@ -236,24 +236,29 @@ def _code_of(fn: Callable):
 
 @contextlib.contextmanager
 def _capture_frame(fn: Callable, run: _Run):
-    """Keep the learner's frame of this call (for the traceback of a wrong result). Skipped when a
-    debugger or a coverage tool traces already."""
+    """Keep the learner's frame of this call (for the traceback of a wrong result), through
+    ``sys.settrace`` or, when a debugger or coverage tool traces already, ``sys.setprofile``;
+    skipped when both are taken."""
     code = _code_of(fn)
     run.frame = None
-    if code is None or sys.gettrace() is not None:
+    if code is None:
         yield
         return
 
-    def tracer(frame, event, arg):
-        if frame.f_code is code and run.frame is None:
+    def hook(frame, event, arg):
+        if event == "call" and frame.f_code is code and run.frame is None:
             run.frame = frame
         return None
 
-    sys.settrace(tracer)
-    try:
-        yield
-    finally:
-        sys.settrace(None)
+    for get, set_ in ((sys.gettrace, sys.settrace), (sys.getprofile, sys.setprofile)):
+        if get() is None:
+            set_(hook)
+            try:
+                yield
+            finally:
+                set_(None)
+            return
+    yield
 
 
 # ---------------------------------------------------------------------------------- calling the learner
