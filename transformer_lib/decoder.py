@@ -142,3 +142,39 @@ def leaks_future(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, at
         if not torch.allclose(fn(changed)[:, :t + 1], reference[:, :t + 1], atol=atol, rtol=0.0):
             return True
     return False
+
+
+def decoder_layer_forward(layer: DecoderLayer, x: torch.Tensor, memory: torch.Tensor,
+                          tgt_mask: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The forward pass of a :class:`DecoderLayer` (with cross-attention) written out (lesson 06's exercise).
+
+    post-LN: ``x = norm1(x + SelfAttn(x)); x = norm2(x + CrossAttn(x, memory)); x = norm3(x + FFN(x))``;
+    pre-LN:  ``x = x + SelfAttn(norm1(x)); x = x + CrossAttn(norm2(x), memory); x = x + FFN(norm3(x))``.
+
+    Args:
+        layer: the layer whose attentions, ``feed_forward``, norms and dropouts are used.
+        x: ``(B, T, D)``; memory: ``(B, S, D)``.
+        tgt_mask: bool, broadcastable to ``(B, H, T, T)`` (causal & target padding), True = may attend.
+        memory_mask: bool, broadcastable to ``(B, H, T, S)`` (source padding), True = may attend.
+
+    Returns:
+        ``(B, T, D)``, equal to ``layer(x, memory, tgt_mask, memory_mask)``.
+    """
+    def self_attention(h):
+        out, _ = layer.self_attn(h, h, h, mask=tgt_mask)              # queries, keys, values: the target
+        return layer.dropout1(out)
+
+    def cross_attention(h):
+        out, _ = layer.cross_attn(h, memory, memory, mask=memory_mask)  # queries: target; keys, values: memory
+        return layer.dropout2(out)
+
+    def ffn(h):
+        return layer.dropout3(layer.feed_forward(h))
+
+    if layer.norm_first:
+        x = x + self_attention(layer.norm1(x))
+        x = x + cross_attention(layer.norm2(x))
+        return x + ffn(layer.norm3(x))
+    x = layer.norm1(x + self_attention(x))
+    x = layer.norm2(x + cross_attention(x))
+    return layer.norm3(x + ffn(x))

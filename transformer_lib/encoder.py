@@ -97,3 +97,31 @@ class Encoder(nn.Module):
     def attention_weights(self) -> list[torch.Tensor | None]:
         """The last self-attention weights ``(B, H, T, T)`` of every layer."""
         return [layer.self_attn.last_weights for layer in self.layers]
+
+
+def encoder_layer_forward(layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The forward pass of an :class:`EncoderLayer` written out from its parts (lesson 05's exercise).
+
+    post-LN (``layer.norm_first`` False): ``x = norm1(x + SelfAttn(x)); x = norm2(x + FFN(x))``;
+    pre-LN (True): ``x = x + SelfAttn(norm1(x)); x = x + FFN(norm2(x))``.
+
+    Args:
+        layer: the layer whose ``self_attn``, ``feed_forward``, ``norm1``, ``norm2`` and dropouts are used.
+        x: ``(B, T, D)``.
+        mask: bool, broadcastable to ``(B, H, T, T)``, **True = may attend**.
+
+    Returns:
+        ``(B, T, D)``, equal to ``layer(x, mask)``.
+    """
+    def self_attention(h):
+        out, _ = layer.self_attn(h, h, h, mask=mask)       # (B, T, D), weights (B, H, T, T)
+        return layer.dropout1(out)
+
+    def ffn(h):
+        return layer.dropout2(layer.feed_forward(h))
+
+    if layer.norm_first:
+        x = x + self_attention(layer.norm1(x))
+        return x + ffn(layer.norm2(x))
+    x = layer.norm1(x + self_attention(x))
+    return layer.norm2(x + ffn(x))

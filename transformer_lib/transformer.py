@@ -221,3 +221,23 @@ class Transformer(nn.Module):
                 f"d_ff={c.d_ff}, norm_first={c.norm_first}, positional={c.positional!r}, "
                 f"tie_weights={c.tie_weights}, share_embeddings={c.share_embeddings}, "
                 f"parameters={self.num_parameters():,}")
+
+
+def encode_source(model: Transformer, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Source ids ``(B, S)`` -> memory ``(B, S, D)``, assembled from the model's parts (lesson 07's
+    exercise): embed (x sqrt(D)), add positions, run the encoder. ``src_mask`` defaults to the source
+    padding mask (True = may attend). Equal to ``model.encode(src, src_mask)``."""
+    if src_mask is None:
+        src_mask = padding_mask(src, model.config.pad_id)              # (B, S) -> (B, 1, 1, S)
+    x = model.src_pos(model.src_embed(src))                             # (B, S) -> (B, S, D)
+    return model.encoder(x, src_mask)                                   # (B, S, D)
+
+
+def decode_target(model: Transformer, tgt: torch.Tensor, memory: torch.Tensor,
+                  memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder input ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``, assembled
+    from the model's parts (lesson 07's exercise): the causal & target-padding mask built here,
+    ``memory_mask`` (the source padding) passed on. Equal to ``model.decode(tgt, memory, memory_mask=...)``."""
+    tgt_mask = decoder_self_mask(tgt, model.config.pad_id)      # causal & target padding: (B, T) -> (B, 1, T, T)
+    x = model.tgt_pos(model.tgt_embed(tgt))                      # (B, T) -> (B, T, D)
+    return model.decoder(x, memory, tgt_mask, memory_mask)       # (B, T, D)
