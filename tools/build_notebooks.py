@@ -12,13 +12,20 @@ execution counts are cleared. The output is byte-for-byte reproducible.
 The build never silently destroys a learner's work: ``notebooks/.build-manifest.json`` records
 the hash of every notebook it wrote, and a notebook whose content no longer matches (someone
 edited or ran it) stops the build, which then writes nothing, unless ``--force`` is given; a
-forced overwrite first copies the edited notebook to ``notebooks/.backup/``.
+forced overwrite first copies the edited notebook to ``notebooks/.backup/`` under a name of its
+own (two rebuilds within one second keep both copies).
+
+The lessons are the notebooks in ``solutions/`` named ``NN_name.ipynb`` (two digits, then
+lower-case letters, digits and ``_``). Other notebooks there or in ``notebooks/``, such as a
+learner's ``Untitled.ipynb`` or ``04_multi_head_attention-Copy1.ipynb``, are not lessons: the
+build, ``progress`` and the tests leave them alone.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
 import shutil
 import sys
 import time
@@ -27,10 +34,64 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 MANIFEST = ".build-manifest.json"
+LESSON_NAME = re.compile(r"^[0-9]{2}_[a-z0-9_]+\.ipynb$")
 
 
-class MarkerError(ValueError):
+def lesson_paths(folder: Path) -> list[Path]:
+    """The lesson notebooks in ``folder`` (``NN_name.ipynb``), sorted; any other notebook is not a lesson."""
+    return sorted(p for p in Path(folder).glob("*.ipynb") if LESSON_NAME.match(p.name))
+
+
+class BuildError(ValueError):
+    """A file the build reads is broken; the message names it and says what to do."""
+
+
+class MarkerError(BuildError):
     """A solution notebook has unbalanced or nested solution markers."""
+
+
+def shown(path: Path) -> str:
+    """``solutions/03_attention.ipynb``: a path as the course's commands name it."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def read_json(path: Path, fix: str):
+    """The JSON in ``path``; a broken file raises :class:`BuildError` naming it, the problem and ``fix``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise BuildError(f"{shown(path)} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). {fix}") from None
+    except UnicodeDecodeError as e:
+        raise BuildError(f"{shown(path)} is not UTF-8 text ({e.reason} at byte {e.start}). {fix}") from None
+
+
+def read_solution(path: Path) -> dict:
+    fix = (f"Repair it in a text editor, or restore the lesson (e.g. `git checkout {shown(path)}`), "
+           "then build again.")
+    nb = read_json(path, fix)
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise BuildError(f"{shown(path)} is JSON but not a notebook (it has no list of \"cells\"). {fix}")
+    return nb
+
+
+def read_manifest(path: Path) -> dict:
+    fix = ("Delete it and build again: without it, every exercise notebook that differs from its lesson "
+           "counts as edited, so nothing is overwritten without --force, and --force backs them up first.")
+    if not path.exists():
+        return {}
+    manifest = read_json(path, fix)
+    if not isinstance(manifest, dict):
+        raise BuildError(f"{shown(path)} is JSON but not a table of notebook names and hashes. {fix}")
+    return manifest
+
+
+def backup_path(folder: Path, stem: str) -> Path:
+    """A new file name in ``folder`` for a copy of ``stem``: timestamped, never an existing file's."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = folder / f"{stem}-{stamp}.ipynb", 2
+    while path.exists():
+        path, n = folder / f"{stem}-{stamp}-{n}.ipynb", n + 1
+    return path
 
 
 def header_cell(name: str) -> dict:
@@ -106,7 +167,7 @@ def sha256(data: bytes) -> str:
 def build(solutions: Path, notebooks: Path, force: bool = False, check: bool = False,
           names: list[str] | None = None, log=print) -> int:
     """Build; return 0 on success, 1 when ``check`` finds differences or edited notebooks block it."""
-    sources = sorted(solutions.glob("*.ipynb"))
+    sources = lesson_paths(solutions)
     if names:
         wanted = {n if n.endswith(".ipynb") else n + ".ipynb" for n in names}
         missing = wanted - {p.name for p in sources}
@@ -114,11 +175,8 @@ def build(solutions: Path, notebooks: Path, force: bool = False, check: bool = F
             raise SystemExit(f"no such lesson in {solutions}: {', '.join(sorted(missing))}")
         sources = [p for p in sources if p.name in wanted]
     manifest_path = notebooks / MANIFEST
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    planned: dict[str, bytes] = {}
-    for path in sources:
-        with open(path, encoding="utf-8") as f:
-            planned[path.name] = render(exercise_notebook(json.load(f), path.name))
+    manifest = read_manifest(manifest_path)
+    planned = {path.name: render(exercise_notebook(read_solution(path), path.name)) for path in sources}
 
     changed, edited = [], []
     for name, data in planned.items():
@@ -155,8 +213,8 @@ def build(solutions: Path, notebooks: Path, force: bool = False, check: bool = F
         return 1
     notebooks.mkdir(exist_ok=True)
     for name in edited:
-        backup = notebooks / ".backup" / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}.ipynb"
-        backup.parent.mkdir(exist_ok=True)
+        (notebooks / ".backup").mkdir(exist_ok=True)
+        backup = backup_path(notebooks / ".backup", Path(name).stem)
         shutil.copy2(notebooks / name, backup)
         log(f"kept your edited notebooks/{name} as {backup.relative_to(notebooks.parent)}")
     for name in changed:
@@ -175,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return build(ROOT / "solutions", ROOT / "notebooks", force=args.force, check=args.check, names=args.lessons)
-    except MarkerError as e:
+    except BuildError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
