@@ -73,9 +73,9 @@ def torch_index_args() -> list[str]:
     return []
 
 
-def binder_url(repo: str = BINDER_REPO) -> str:
-    """The Binder launch link: the course's repository, opened at lesson 00."""
-    return f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/{FIRST_LESSON}"
+def binder_url(notebook: str = FIRST_LESSON, repo: str = BINDER_REPO) -> str:
+    """The Binder launch link: the course's repository, opened at ``notebook`` (default: lesson 00)."""
+    return f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/{notebook}"
 
 
 def course_env(root: Path = ROOT, base: dict | None = None) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import build_notebooks as bn
 import course
 from conftest import ROOT
 from lab_server import LabServer
@@ -165,3 +167,33 @@ def test_setup_failing_behind_a_proxy_or_a_mirror_names_it(failing_pip):
     failing_pip.setattr(course, "reachable", lambda host, port=443, timeout=3.0: True)
     with pytest.raises(SystemExit, match=r"could not install the course's packages \(its message is above\)"):
         course.setup()
+
+
+BINDER_LINK = re.compile(r"https?://mybinder\.org/v2/[^\s)\"'>\]]*")
+
+
+def binder_links_off_the_setting(text: str) -> list[str]:
+    """Binder launch links in ``text`` that are not ``course.binder_url(<an existing notebook>)``."""
+    wrong = []
+    for link in BINDER_LINK.findall(text):
+        notebook = link.partition("urlpath=lab/tree/")[2]
+        if not notebook or not (ROOT / notebook).exists() or link != course.binder_url(notebook):
+            wrong.append(link)
+    return wrong
+
+
+def test_the_binder_badge_target_is_one_setting_and_every_link_agrees():
+    readme = (ROOT / "README.md").read_text()
+    assert f"[![Launch on Binder](https://mybinder.org/badge_logo.svg)]({course.binder_url()})" in readme
+    assert course.binder_url() == f"https://mybinder.org/v2/gh/{course.BINDER_REPO}/HEAD?urlpath=lab/tree/notebooks/00_start_here.ipynb"
+    lessons = bn.lesson_paths(ROOT / "solutions") + bn.lesson_paths(ROOT / "notebooks")
+    for path in [ROOT / "README.md", ROOT / "CONTRIBUTING.md"] + lessons:
+        text = path.read_text()
+        if path.suffix == ".ipynb":   # the lesson's markdown: its header and any other cell
+            text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"] if c["cell_type"] == "markdown")
+        assert not binder_links_off_the_setting(text), f"{path.name}: Binder links must be course.binder_url(...)"
+    # the check itself: another repository, or a lesson that does not exist, is caught
+    other = course.binder_url(repo="someone/fork")
+    assert binder_links_off_the_setting(f"[launch]({other})") == [other]
+    missing = course.binder_url("notebooks/99_none.ipynb")
+    assert binder_links_off_the_setting(f"<a href='{missing}'>") == [missing]
