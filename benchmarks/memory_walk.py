@@ -21,8 +21,11 @@ every second). The learner spends ``--minutes-per-lesson`` with each lesson (def
 reading, exercises), so the walk stays with a lesson 20 s, or as long as its cells take if that is
 longer, before opening the next. Memory is the resident set size (RSS) of the server and all its
 child processes, sampled four times a second; RSS counts the pages that the kernels share (the
-torch library) once per kernel, so the figure errs on the high side. Benchmarks print, they never
-fail: the ratio to the target is printed, and the table is written to
+torch library) once per kernel, so the figure errs on the high side. A spike shorter than a
+sample can slip through, so on Linux the walk also reads each lesson kernel's own peak (VmHWM)
+and estimates the peak with such spikes: the largest, over the lessons, of the total when the
+lesson opened plus its kernel's own peak. The larger of the two figures is compared with the
+target. Benchmarks print, they never fail: the ratio is printed, and the table is written to
 benchmarks/results/memory_walk.md.
 """
 from __future__ import annotations
@@ -49,6 +52,17 @@ TARGET_MB = 1536              # 1.5 GB: the whole server must fit a 2 GB Binder
 MB = 1024 * 1024
 
 
+def own_peak(pid: int) -> int | None:
+    """The highest resident memory a process has had (VmHWM, bytes; Linux), or None."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 class Sampler(threading.Thread):
     """Samples the server's total memory in the background; keeps the peak overall and per phase."""
 
@@ -66,6 +80,7 @@ class Sampler(threading.Thread):
     def next_phase(self) -> int:
         """The peak since the last call; starts a new phase."""
         peak, self.phase_peak = self.phase_peak, self.lab.memory()
+        self.peak = max(self.peak, self.phase_peak)
         return max(peak, self.phase_peak)
 
 
@@ -103,8 +118,10 @@ def walk(lessons: list[Path], minutes_per_lesson: float, scale: float, cull: boo
             sampler.start()
             sampler.next_phase()
             for path in lessons:
-                opened = time.monotonic()
+                opened, at_open = time.monotonic(), lab.memory()
+                before = {p.pid for p in lab.descendants()}
                 kernel = lab.open_notebook(f"notebooks/{path.name}")
+                new = [p.pid for p in lab.descendants() if p.pid not in before]
                 tab = lab.connect(kernel)
                 tabs.append(tab)                    # the learner's tab stays open
                 errors, note = 0, ""
@@ -116,11 +133,14 @@ def walk(lessons: list[Path], minutes_per_lesson: float, scale: float, cull: boo
                         break
                     errors += sum(o["output_type"] == "error" for o in outputs)
                 ran = time.monotonic() - opened
+                peaks = [own_peak(pid) for pid in new]         # read now: once idle, it may be culled
+                kernel_peak = sum(peaks) if peaks and None not in peaks else None
                 while time.monotonic() - opened < minutes_per_lesson * scale:
                     time.sleep(0.25)                # the learner is still reading: the kernel idles
                 rows.append({"lesson": path.stem, "run_s": ran, "stay_s": time.monotonic() - opened,
                              "errors": errors, "note": note, "kernels": len(lab.kernels()),
-                             "peak": sampler.next_phase()})
+                             "peak": sampler.next_phase(), "kernel_peak": kernel_peak,
+                             "bound": at_open + kernel_peak if kernel_peak is not None else None})
                 print(f"  {path.stem:<26} cells ran in {ran:6.1f} s, {rows[-1]['kernels']} kernel(s) alive "
                       f"when leaving it, peak while open {rows[-1]['peak'] / MB:6.0f} MB"
                       + (f", {errors} error output(s)" if errors else "") + (f" ({note})" if note else ""),
@@ -140,14 +160,20 @@ def table(result: dict, args) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, Python "
              f"{platform.python_version()}, with `{command}`: one JupyterLab server, the exercise notebooks "
              f"opened one after another, {culling}.",
-             "", "| lesson | cells ran in | stayed | kernels alive when leaving | peak total while open |",
-             "|---|---:|---:|---:|---:|"]
+             "", "| lesson | cells ran in | stayed | kernels alive when leaving | its kernel's own peak | "
+             "peak total while open |", "|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
-        lines.append(f"| {r['lesson']} | {r['run_s']:.1f} s | {r['stay_s']:.1f} s | {r['kernels']} | "
+        own = f"{r['kernel_peak'] / MB:.0f} MB" if r["kernel_peak"] is not None else "n/a"
+        lines.append(f"| {r['lesson']} | {r['run_s']:.1f} s | {r['stay_s']:.1f} s | {r['kernels']} | {own} | "
                      f"{r['peak'] / MB:.0f} MB |")
-    peak_mb = result["peak"] / MB
-    lines += ["", f"Server alone: {result['idle_server'] / MB:.0f} MB. Peak total (server + kernels, RSS): "
-              f"**{peak_mb:.0f} MB**, target {TARGET_MB / 1024:.1f} GB, ratio {peak_mb / TARGET_MB:.2f}."]
+    sampled = result["peak"] / MB
+    bounds = [r["bound"] / MB for r in result["rows"] if r["bound"] is not None]
+    peak_mb = max([sampled] + bounds)
+    spikes = (f"; with spikes between samples (the total when a lesson opened + its kernel's own peak, the "
+              f"largest over the lessons) {max(bounds):.0f} MB" if bounds else "")
+    lines += ["", f"Server alone: {result['idle_server'] / MB:.0f} MB. Total of server and kernels, sampled every "
+              f"0.25 s: {sampled:.0f} MB at its peak{spikes}.",
+              f"**Peak total memory {peak_mb:.0f} MB, target {TARGET_MB / 1024:.1f} GB, ratio {peak_mb / TARGET_MB:.2f}.**"]
     return "\n".join(lines)
 
 
