@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -152,6 +153,14 @@ def walk(lessons: list[Path], minutes_per_lesson: float, scale: float, cull: boo
     return {"rows": rows, "peak": sampler.peak, "idle_server": idle_server, "overrides": overrides}
 
 
+def load_average() -> str:
+    """', load average 7.2 on 2 CPUs': other work on the machine slows the walk (Unix only)."""
+    try:
+        return f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at the end"
+    except (AttributeError, OSError):
+        return ""
+
+
 def table(result: dict, args) -> str:
     seconds = result["overrides"]["MappingKernelManager"]["cull_idle_timeout"]
     culling = f"idle kernels culled after {seconds} s (the course's 10 minutes, scaled)" if seconds else "culling off"
@@ -159,7 +168,7 @@ def table(result: dict, args) -> str:
                f"--scale {args.scale:g}" + (" --no-cull" if args.no_cull else ""))
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.processor() or platform.machine()}, Python "
              f"{platform.python_version()}, with `{command}`: one JupyterLab server, the exercise notebooks "
-             f"opened one after another, {culling}.",
+             f"opened one after another, {culling}{load_average()}.",
              "", "| lesson | cells ran in | stayed | kernels alive when leaving | its kernel's own peak | "
              "peak total while open |", "|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
