@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, lesson_paths
 from lab_server import LabServer
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
@@ -152,7 +152,7 @@ def output_text(page, index: int) -> str:
 def first_exercise(lab) -> tuple[str, str]:
     """(lesson stem, reference solution source) of the first exercise after lesson 00."""
     _, _, work = lab
-    lessons = sorted(p for p in (work / "solutions").glob("*.ipynb") if not p.name.startswith("00"))
+    lessons = [p for p in lesson_paths(work / "solutions") if not p.name.startswith("00")]
     path = lessons[0] if lessons else work / "solutions" / "00_start_here.ipynb"
     for cell in json.loads(path.read_text())["cells"]:
         source = "".join(cell["source"])

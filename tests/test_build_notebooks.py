@@ -106,7 +106,7 @@ def test_check_mode_reports_out_of_date(tmp_path):
 
 
 def test_every_solution_notebook_builds_with_balanced_markers():
-    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+    for path in bn.lesson_paths(ROOT / "solutions"):
         nb = bn.exercise_notebook(json.loads(path.read_text()), path.name)
         text = json.dumps(nb)
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path.name
