@@ -14,7 +14,6 @@ TIP = ("**Done with this lesson?** Shut down its kernel (Kernel → Shut Down Ke
 LESSONS = bn.lesson_paths(ROOT / "solutions")
 
 
-@pytest.mark.xfail(strict=False, reason="lead adds the tip")
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_the_last_cell_of_every_lesson_says_to_shut_its_kernel_down(path):
     last = json.loads(path.read_text())["cells"][-1]
