@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from conftest import ROOT
 
 SOLUTIONS = bn.lesson_paths(ROOT / "solutions")     # the lessons: NN_name.ipynb, nothing else
 NOT_IMPLEMENTED = "is not implemented yet"
+REFERENCE_LABEL = "(library reference)"
 LEARNER_FILES = ["Untitled.ipynb", "04_multi_head_attention-Copy1.ipynb", ".ipynb_checkpoints/00_start_here-checkpoint.ipynb"]
 
 
@@ -110,12 +112,20 @@ def test_unsolved_exercise_notebook_runs_to_the_end(path, tmp_path, monkeypatch)
     monkeypatch.setenv("TRANSFORMER_COURSE_SMOKE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    texts, errors = [], []
-    for cell in nb.cells:
+    texts, errors, unlabelled = [], [], []
+    for index, cell in enumerate(nb.cells):
+        cell_text = ""
         for out in cell.get("outputs", []):
             if out.output_type == "error":
                 errors.append(f"{out.ename}: {out.evalue}")
-            texts.append(out.get("text", "") if out.output_type == "stream" else "")
+            cell_text += out.get("text", "") if out.output_type == "stream" else ""
+        texts.append(cell_text)
+        # a cell comparing an exercise's result must say it came from the reference, never "your ..."
+        if cell.cell_type == "code" and "yours(" in cell.source and REFERENCE_LABEL not in cell_text:
+            unlabelled.append(index)
+        if NOT_IMPLEMENTED not in cell_text and re.search(r"\byour\b|\byours\b", cell_text, flags=re.IGNORECASE):
+            unlabelled.append(index)
     assert not errors
     n = exercise_count(solution)
     assert "".join(texts).count(NOT_IMPLEMENTED) == n, f"expected {n} 'not implemented yet' messages"
+    assert not unlabelled, f"cells {unlabelled} print a result of the library's reference without '{REFERENCE_LABEL}'"

@@ -85,6 +85,7 @@ def test_approximate_values_are_not_also_printed_exactly(path):
     """A value shown with "≈" must not appear a second time without it in the same line."""
     for index, cell, _ in code_cells(path):
         for line in output_text(cell).splitlines():
-            for value in re.findall(r"≈\s?([-+]?\d[\d,]*\.\d+)", line):
-                rest = line.replace("≈" + value, "")
+            approximate = r"≈\s?([-+]?\d[\d,]*\.\d+)"
+            rest = re.sub(approximate, "", line)
+            for value in re.findall(approximate, line):
                 assert value not in rest, f"{path.name} cell {index}: {value} is printed both with and without ≈"
