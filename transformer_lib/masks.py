@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .validation import check_int, check_positive_int, check_tensor
+from .validation import check_device, check_int, check_positive_int, check_tensor
 
 __all__ = ["causal_mask", "padding_mask", "to_torch_mask", "from_torch_mask"]
 
@@ -23,7 +23,8 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     True = may attend. It broadcasts against scores of shape ``(B, H, T, T)``.
     """
     check_positive_int("T", T)
-    _check_device(device)
+    if device is not None:
+        check_device("device", device)
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
@@ -59,11 +60,6 @@ def to_torch_mask(mask: torch.Tensor) -> torch.Tensor:
     if mask.dtype != torch.bool:
         raise TypeError(f"to_torch_mask expects a bool mask with True = may attend, got dtype {mask.dtype}")
     return ~mask
-
-
-def _check_device(device) -> None:
-    if device is not None and not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be None, a torch.device or a name such as 'cpu', got {type(device).__name__}")
 
 
 def from_torch_mask(mask: torch.Tensor) -> torch.Tensor:
