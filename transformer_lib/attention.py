@@ -88,7 +88,8 @@ def check_mask_shape(mask: torch.Tensor, scores_shape: tuple[int, ...]) -> None:
     be silently wrong, so it is an error too, unless the two readings mean the same (every
     row equal) or the mask is causal (``causal_mask``: the usual ``(T, S)`` mask, whose rows
     hold 1, 2, 3, ... allowed keys). The check looks at the mask's values only in that
-    ambiguous case.
+    ambiguous case. One padding mask it cannot tell from a causal one: right padding whose
+    lengths happen to be exactly 1, 2, ..., T in batch order.
     """
     missing = len(scores_shape) - mask.dim()                   # leading dimensions the mask lacks
     ok = missing >= 0 and all(m in (1, s) for m, s in zip(mask.shape, scores_shape[missing:]))  # broadcasts
