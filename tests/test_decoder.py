@@ -179,3 +179,21 @@ def test_influence_map_of_a_masked_layer_is_lower_triangular_and_pictures_draw()
         plt.close(fig)
     with pytest.raises(ValueError, match="query must be a position in 0..5"):
         plot_decoder_visibility(T=6, query=6)
+
+
+def test_input_errors_name_the_fix():
+    layer = DecoderLayer(D, H, D_FF)
+    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
+    with pytest.raises(ValueError, match=r"x and memory must have the same batch size B, got x \(2, 5, 12\) and "
+                                         r"memory \(1, 7, 12\)"):
+        layer(x, memory[:1])
+    with pytest.raises(TypeError, match=r"memory has dtype torch.float64 but the decoder layer's weights"):
+        layer(x, memory.double())
+    with pytest.raises(ValueError, match=r"memory must be \(B, S, d_model=12\), got shape \(2, 7, 4\)"):
+        layer(x, memory[..., :4])
+    with pytest.raises(TypeError, match="cache must be a list of LayerCache"):
+        Decoder(1, D, H, D_FF)(x, memory, cache=new_cache(1)[0])
+    with pytest.raises(TypeError, match="fn must be a function of x"):
+        leaks_future("layer", x)
+    with pytest.raises(TypeError, match="atol must be a number >= 0, got str '0'"):
+        leaks_future(lambda h: h, x, atol="0")

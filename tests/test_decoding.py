@@ -176,3 +176,13 @@ def test_bad_arguments():
         beam_search(model, src, max_len=3, beam_size=0)
     with pytest.raises(TypeError):
         greedy_decode(model, src.float(), max_len=3)
+
+
+def test_the_model_and_ids_are_checked():
+    model, src = eos_prone_model(), source()
+    with pytest.raises(TypeError, match=r"model must be an encoder-decoder such as Transformer.*Linear lacks \['encode'"):
+        greedy_decode(nn.Linear(2, 2), src, max_len=3)
+    with pytest.raises(TypeError, match="eos_id must be an int >= 0, got float 3.0"):
+        greedy_decode(model, src, max_len=3, eos_id=3.0)
+    with pytest.raises(TypeError, match="alpha must be a number >= 0"):
+        beam_search(model, src, max_len=3, alpha="0.6")

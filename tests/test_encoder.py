@@ -129,3 +129,18 @@ def test_bad_arguments_are_rejected():
         Encoder(0, D, H, D_FF)
     with pytest.raises(ValueError, match=r"d_model=12"):
         EncoderLayer(D, H, D_FF)(torch.randn(B, S, 7))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_input_errors_name_the_fix(norm_first):
+    layer = EncoderLayer(D, H, D_FF, norm_first=norm_first)
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64 but the encoder layer's weights are torch.float32"):
+        layer(torch.randn(B, S, D, dtype=torch.float64))        # pre-LN: nn.LayerNorm would raise first
+    with pytest.raises(ValueError, match=r"x must be \(B, T, d_model=12\), got shape \(2, 7, 10\)"):
+        layer(torch.randn(B, S, 10))
+    ids = torch.randint(1, 9, (S, S))                          # B == S: a (B, S) mask looks like a (T, S) one
+    ids[0, 4:] = 0
+    with pytest.raises(ValueError, match=r"ambiguous .*padding_mask\(ids, pad_id\)"):
+        Encoder(2, D, H, D_FF)(torch.randn(S, S, D), ids != 0)
+    with pytest.raises(TypeError, match="norm_first must be True or False, got 1"):
+        EncoderLayer(D, H, D_FF, norm_first=1)

@@ -164,3 +164,21 @@ def test_kv_cache_step_equals_full_causal_attention(t):
 def test_causal_self_mask_with_a_past():
     m = causal_self_mask(2, past=3)
     assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+def test_ids_and_cache_steps_speak():
+    model = tiny()
+    ids = torch.randint(0, V, (B, T))
+    with pytest.raises(TypeError, match=r"ids must be an integer tensor of token ids in int64 .*ids.long\(\)"):
+        model(ids.to(torch.uint8))
+    with pytest.raises(TypeError, match="cache must be a list of LayerCache"):
+        model(ids, cache={})
+    with pytest.raises(ValueError, match=r"logits \(B, T, V\) and ids \(B, T\) must agree"):
+        causal_lm_loss(model(ids), ids[:, :-1])
+    attn = MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    past = split_heads(attn.w_k(x[:, :-2]), H)                          # one token short
+    with pytest.raises(ValueError, match=r"past_k must be \(B, H, t, d_k\) = \(2, 3, 4, 4\) .*got \(2, 3, 3, 4\)"):
+        kv_cache_step(attn, x, past, past)
+    with pytest.raises(TypeError, match="use_cache must be True or False"):
+        model.generate(ids, 2, use_cache="yes")

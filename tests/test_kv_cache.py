@@ -111,3 +111,17 @@ def test_gpt_cache_positions_continue():
     assert torch.allclose(torch.cat([first, rest], 1), full, atol=1e-5)
     with pytest.raises(ValueError, match="max_len"):
         model(torch.zeros(1, 32, dtype=torch.long), cache=cache)
+
+
+def test_a_cache_is_for_one_batch():
+    model = transformer()
+    src = torch.randint(4, V, (B, 6))
+    memory = model.encode(src)
+    cache = model.new_cache()
+    model.decode(torch.full((B, 1), BOS), memory, cache=cache)
+    other = model.encode(src[:1])
+    with pytest.raises(ValueError, match=r"the cache holds keys of shape \(2, 3, 1, 4\) .*the new keys have shape "
+                                         r"\(1, 3, 1, 4\).*A new batch needs a new cache \(model.new_cache\(\)\)"):
+        model.decode(torch.full((1, 1), BOS), other, cache=cache)
+    with pytest.raises(ValueError, match="num_layers must be a positive int, got 0"):
+        new_cache(0)

@@ -78,3 +78,11 @@ def test_the_pitfall_passing_our_mask_unconverted_inverts_it():
     assert (right.triu(1) == 0).all()
     assert (wrong[:, :-1].tril() == 0).all()              # every query but the last sees only later keys
     assert out[:, -1].isnan().all()                       # the last query sees nothing: NaN
+
+
+def test_padding_mask_arguments_are_checked():
+    ids = torch.tensor([[5, 6, 0]])
+    with pytest.raises(TypeError, match="pad_id must be an int, got bool True"):
+        padding_mask(ids, True)
+    with pytest.raises(TypeError, match=r"ids must be an integer tensor .*got dtype torch.uint8: convert it with ids.long\(\)"):
+        padding_mask(ids.to(torch.uint8), 0)

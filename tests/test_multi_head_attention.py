@@ -60,6 +60,18 @@ def test_split_and_merge_errors(fn, args, words):
         fn(*args)
 
 
+@pytest.mark.parametrize("num_heads, error, words", [
+    (0, ValueError, "num_heads must be a positive int, got 0"),
+    (-3, ValueError, "num_heads must be a positive int, got -3"),
+    (3.0, TypeError, "num_heads must be a positive int, got float 3.0"),
+])
+def test_split_heads_needs_a_positive_number_of_heads(num_heads, error, words):
+    with pytest.raises(error, match=words):
+        split_heads(torch.randn(B, T, D), num_heads)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        merge_heads([[1.0]])
+
+
 # ---------------------------------------------------------------------------- the module
 
 
@@ -101,6 +113,57 @@ def test_bad_constructor_arguments(kwargs, error):
 def test_forward_errors(args, error, words, need_weights):
     with pytest.raises(error, match=words):
         MultiHeadAttention(D, H)(*args, need_weights=need_weights)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_input_of_another_dtype_than_the_weights_is_named(dtype, need_weights):
+    x = torch.randn(B, T, D, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"query has dtype {dtype} but the attention layer's weights are torch.float32: "
+                                        rf"both must be the same. Convert the input with query.to\(torch.float32\)"):
+        MultiHeadAttention(D, H)(x, x, x, need_weights=need_weights)
+    with pytest.raises(TypeError, match="query has dtype"):
+        multi_head_attention_forward(MultiHeadAttention(D, H), x, x, x)
+
+
+def test_autocast_may_mix_dtypes():
+    mha = MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = mha(x.bfloat16(), x.bfloat16(), x.bfloat16())
+    torch.testing.assert_close(out.float(), mha(x, x, x)[0], atol=0.1, rtol=0.1)
+
+
+def test_query_and_key_must_have_one_batch_size():
+    x, memory = torch.randn(1, T, D), torch.randn(B, S, D)
+    with pytest.raises(ValueError, match=r"query and key must have the same batch size B, got query \(1, 5, 12\) "
+                                         r"and key \(2, 7, 12\)"):
+        MultiHeadAttention(D, H)(x, memory, memory)
+
+
+def test_a_b_s_padding_mask_is_an_error_when_b_equals_t():
+    mha = MultiHeadAttention(D, H).eval()
+    x, memory = torch.randn(T, T, D), torch.randn(T, S, D)       # B = T = 5
+    ids = torch.randint(1, 9, (T, S))
+    ids[1, 3:] = 0
+    ids[4, 5:] = 0
+    for need_weights in (True, False):
+        with pytest.raises(ValueError, match=r"mask of shape \(5, 7\) is ambiguous .*padding_mask\(ids, pad_id\)"):
+            mha(x, memory, memory, mask=ids != 0, need_weights=need_weights)
+    out, _ = mha(x, memory, memory, mask=padding_mask(ids, 0))   # the fix the message names
+    out_1, _ = mha(x[1:2], memory[1:2, :3], memory[1:2, :3])
+    torch.testing.assert_close(out[1:2], out_1)
+    mha(x, x, x, mask=causal_mask(T))                            # a causal (T, T) mask stays fine when B == T
+
+
+def test_need_weights_and_cache_are_checked():
+    x = torch.randn(B, T, D)
+    with pytest.raises(TypeError, match="need_weights must be True or False"):
+        MultiHeadAttention(D, H)(x, x, x, need_weights="no")
+    with pytest.raises(TypeError, match="cache must be a KVCache or None, got list"):
+        MultiHeadAttention(D, H)(x, x, x, cache=[])
+    with pytest.raises(TypeError, match="mha must be a MultiHeadAttention layer"):
+        multi_head_attention_forward(nn.Linear(D, D), x, x, x)
 
 
 def test_the_lesson_forward_equals_the_module():

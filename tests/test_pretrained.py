@@ -273,3 +273,21 @@ def test_shipped_data_is_package_data():
     folder = resources.files("transformer_lib") / "data_files"
     for name in ("sentences.tsv", "reference_embeddings.npz", "reference_wordpiece.json"):
         assert (folder / name).is_file(), name
+
+
+def test_loading_arguments_are_checked(tmp_path):
+    broken = tmp_path / "config.json"
+    broken.write_bytes(b"\x80 not json")
+    with pytest.raises(P.CheckpointError, match=r"config.json is not a JSON config file"):
+        P.read_raw_config(broken)
+    with pytest.raises(TypeError, match=r"path must be a file path \(a str or a pathlib.Path\), got int 1"):
+        P.sha256_of(1)                                  # open(1) would read (and then close) stdout
+    tiny = BertModel(BertConfig.tiny(30, d_model=8, num_heads=2, num_layers=1, d_ff=16, max_len=8))
+    with pytest.raises(TypeError, match=r"state must be a dict \{name: Tensor\}, got list"):
+        P.load_weights(tiny, [])
+    with pytest.raises(TypeError, match=r"state must map names \(str\) to Tensor, got 'a': float"):
+        P.load_weights(tiny, {"a": 1.0})
+    with pytest.raises(TypeError, match="key must be a state_dict key"):
+        P.module_path(3)
+    with pytest.raises(TypeError, match=r"hidden must be a float tensor"):
+        P.mean_pooling(torch.ones(2, 3, 4, dtype=torch.long), torch.ones(2, 3))

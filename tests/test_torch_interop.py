@@ -109,3 +109,14 @@ def test_like_helpers_copy_gelu_tanh_and_eps():
     dec = DecoderLayer(D, H, D_FF, activation="gelu_tanh").eval()
     memory, y = torch.randn(B, S, D), torch.randn(B, T, D)
     torch.testing.assert_close(dec(y, memory), torch_decoder_layer_like(dec).eval()(y, memory), atol=1e-5, rtol=1e-4)
+
+
+def test_the_wrong_modules_are_named():
+    with pytest.raises(TypeError, match="ours must be transformer_lib's MultiHeadAttention, got MultiheadAttention"):
+        copy_mha(nn.MultiheadAttention(D, H, batch_first=True), nn.MultiheadAttention(D, H, batch_first=True))
+    with pytest.raises(TypeError, match="theirs must be a torch.nn.TransformerEncoderLayer, got TransformerDecoderLayer"):
+        copy_encoder_layer(EncoderLayer(D, H, 20), nn.TransformerDecoderLayer(D, H, 20, batch_first=True))
+    with pytest.raises(ValueError, match="this DecoderLayer has no cross-attention"):
+        torch_decoder_layer_like(DecoderLayer(D, H, 20, cross_attention=False))
+    with pytest.raises(TypeError, match="ours must be transformer_lib's EncoderLayer or DecoderLayer, got Linear"):
+        torch_encoder_layer_like(nn.Linear(2, 2))

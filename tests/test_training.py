@@ -216,3 +216,26 @@ def test_exact_match_and_token_accuracy(task):
     acc = token_accuracy(model, task.batches("val", 32))
     assert 0.0 <= acc <= 1.0
     assert model.training                                     # left as it was
+
+
+def test_loss_takes_int32_targets_and_names_small_integer_dtypes():
+    logits, target = torch.randn(2, 5, V), torch.randint(0, V, (2, 5))
+    torch.testing.assert_close(label_smoothed_cross_entropy(logits, target.int()), label_smoothed_cross_entropy(logits, target))
+    with pytest.raises(TypeError, match=r"target must be an integer tensor .*got dtype torch.uint8: convert it with target.long\(\)"):
+        label_smoothed_cross_entropy(logits, target.to(torch.uint8))
+
+
+def test_train_checks_its_arguments_before_the_first_step(task):
+    model = small_model(task)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = task.batches("val", 4)
+    with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer, e.g. torch.optim.AdamW"):
+        train(model, batches, seq2seq_loss(), steps=1, optimizer=model.parameters(), progress=False)
+    with pytest.raises(TypeError, match="loss_fn must be a function loss_fn\\(model, batch\\) -> loss"):
+        train(model, batches, None, steps=1, optimizer=opt, progress=False)
+    with pytest.raises(ValueError, match="batches ran out before step 1: pass a non-empty list"):
+        train(model, [], seq2seq_loss(), steps=1, optimizer=opt, progress=False)
+    with pytest.raises(TypeError, match=r"loss_fn must return a scalar loss tensor, got a tensor of shape \(2,\) at step 1"):
+        train(model, batches, lambda m, b: torch.ones(2), steps=1, optimizer=opt, progress=False)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        token_accuracy(None, batches)

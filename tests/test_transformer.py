@@ -233,3 +233,22 @@ def test_pictures_of_the_model_draw_for_both_norm_placements():
     plt.close(fig)
     with pytest.raises(ValueError, match="one token name each"):
         plot_next_token_probs(torch.ones(3), ["a"])
+
+
+def test_source_and_target_batches_must_match():
+    model = Transformer(config()).eval()
+    src, tgt = batch()
+    with pytest.raises(ValueError, match=r"the batch number of src and tgt must be equal, got src \(2, 7\) and tgt \(1, 5\)"):
+        model(src, tgt[:1])                                   # nn.Transformer raises too; it used to give (2, 5, V)
+    memory = model.encode(src)
+    with pytest.raises(ValueError, match=r"the batch number of tgt and memory must be equal, got tgt \(1, 5\) and "
+                                         r"memory \(2, 7, 12\)"):
+        model.decode(tgt[:1], memory)
+
+
+def test_ids_of_a_small_integer_dtype_are_named():
+    model = Transformer(config()).eval()
+    src, tgt = batch()
+    with pytest.raises(TypeError, match=r"src must be an integer tensor of token ids in int64 .*src.long\(\)"):
+        model(src.to(torch.uint8), tgt)
+    torch.testing.assert_close(model(src.int(), tgt.int()), model(src, tgt))

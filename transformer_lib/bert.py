@@ -22,7 +22,8 @@ from torch import nn
 from .encoder import Encoder
 from .config import ModelConfig
 from .feed_forward import get_activation
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_bool_mask, check_hidden, check_int, check_positive_int, check_tensor
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,8 @@ class BertConfig(ModelConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
-            raise ValueError(f"type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
-        if not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id={self.pad_id} is not an id of the vocabulary (size {self.vocab_size})")
+        self.check_field(check_int, "type_vocab_size", minimum=0, hint="0 drops the segment embedding")
+        self.check_field(check_int, "pad_id", 0, self.vocab_size - 1, hint="an id of the vocabulary")
 
     @classmethod
     def base(cls, vocab_size: int = 30522) -> "BertConfig":
@@ -87,6 +86,7 @@ class BertEmbeddings(nn.Module):
         self.max_len = c.max_len
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        check_tensor("ids", ids, ndim=2, floating=False)
         T = ids.shape[1]
         if T > self.max_len:
             raise ValueError(f"sequence length {T} is longer than max_len={self.max_len}")
@@ -94,19 +94,31 @@ class BertEmbeddings(nn.Module):
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(ids)
+            check_tensor("token_type_ids", token_type_ids, floating=False)
+            if token_type_ids.shape != ids.shape:
+                raise ValueError(f"token_type_ids must have the shape of ids {tuple(ids.shape)} (one segment "
+                                 f"number per token), got {tuple(token_type_ids.shape)}")
             x = x + self.token_type(token_type_ids)                                    # (B, T, D)
         return self.dropout(self.norm(x))
 
 
 def attention_mask_from(ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_id: int) -> torch.Tensor:
     """Bool ``(B, 1, 1, T)`` key mask (True = may attend) from a ``(B, T)`` mask with 1/True at real
-    tokens (the convention of tokenizers), or from the padding in ``ids`` when none is given."""
+    tokens (the convention of tokenizers), or from the padding in ``ids`` when none is given.
+
+    The ``(B, T)`` mask is bool, or integers 0 and 1 (Hugging Face's ``attention_mask``); a
+    float mask is an error: an additive mask (0 = attend, -inf = blocked) would turn into its
+    opposite with ``.bool()``.
+    """
+    check_tensor("ids", ids, ndim=2, floating=False)
+    check_int("pad_id", pad_id)
     if attention_mask is None:
         keep = ids != pad_id
     else:
-        if attention_mask.shape != ids.shape:
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.shape != ids.shape:
             raise ValueError(f"attention_mask must have the shape of ids {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
-        keep = attention_mask.bool()
+        keep = check_bool_mask("attention_mask", attention_mask, allow_01=True,
+                               meaning="True or 1 at real tokens = may attend")
     return keep[:, None, None, :]                                                      # (B, T) -> (B, 1, 1, T)
 
 
@@ -142,6 +154,7 @@ class BertModel(nn.Module):
 
     def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(B, T, D) -> (B, D)``: the pooler applied to the first ([CLS]) token."""
+        check_hidden("hidden", hidden, self.config.d_model, self.pooler.weight, "the pooler", length="T")
         return torch.tanh(self.pooler(hidden[:, 0]))
 
     def attention_weights(self) -> list[torch.Tensor | None]:
@@ -158,6 +171,13 @@ class MaskedLMHead(nn.Module):
 
     def __init__(self, config: BertConfig, embedding: nn.Embedding):
         super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        shape = (config.vocab_size, config.d_model)
+        if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != shape:
+            got = embedding if isinstance(embedding, nn.Embedding) else type(embedding).__name__
+            raise TypeError(f"embedding must be the model's token nn.Embedding({config.vocab_size}, {config.d_model}) "
+                            f"(its matrix is tied to the head), got {got}")
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = get_activation(config.activation)
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
@@ -165,6 +185,7 @@ class MaskedLMHead(nn.Module):
         self.decoder.weight = embedding.weight                                          # tied: (V, D)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        check_hidden("hidden", hidden, self.dense.in_features, self.dense.weight, "the masked-LM head", length="T")
         return self.decoder(self.norm(self.activation(self.dense(hidden))))            # (B, T, D) -> (B, T, V)
 
 
@@ -190,6 +211,9 @@ class BertClassifier(nn.Module):
 
     def __init__(self, bert: BertModel, num_labels: int):
         super().__init__()
+        if not isinstance(bert, BertModel):
+            raise TypeError(f"bert must be a BertModel (the backbone), got {type(bert).__name__}")
+        check_positive_int("num_labels", num_labels)
         self.bert = bert
         self.dropout = nn.Dropout(bert.config.dropout)
         self.classifier = nn.Linear(bert.config.d_model, num_labels)

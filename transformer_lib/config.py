@@ -10,6 +10,7 @@ import dataclasses
 from typing import ClassVar
 
 from .feed_forward import ACTIVATIONS
+from .validation import check_flag, check_number, check_positive_int
 
 
 class ModelConfig:
@@ -22,21 +23,24 @@ class ModelConfig:
 
     def __post_init__(self):
         for name in self.POSITIVE:
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            if getattr(self, name) is not None:
+                self.check_field(check_positive_int, name)
         for name in self.FLAGS:
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            check_flag(name, getattr(self, name))
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if self.activation not in ACTIVATIONS:
+        self.check_field(check_number, "dropout", low=0.0, high=1.0, high_open=True)
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
-            raise ValueError(f"layer_norm_eps must be a positive number, got {eps!r}")
+        self.check_field(check_number, "layer_norm_eps", low=0.0, low_open=True)
+
+    def check_field(self, check, name: str, *args, **kwargs) -> None:
+        """Run a :mod:`~transformer_lib.validation` check on field ``name``; a config reports every
+        bad field value as a ``ValueError``, of the wrong kind or not (flags excepted)."""
+        try:
+            check(name, getattr(self, name), *args, **kwargs)
+        except TypeError as e:
+            raise ValueError(str(e)) from None
 
     def replace(self, **changes):
         """A copy with some fields changed (the config itself is frozen)."""

@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from .feed_forward import FeedForward
-from .kv_cache import LayerCache
+from .kv_cache import LayerCache, cache_length
 from .multi_head_attention import MultiHeadAttention
-from .utils import check_positive_int, check_tensor
+from .validation import check_flag, check_hidden, check_number, check_positive_int, check_tensor
 
 
 class DecoderLayer(nn.Module):
@@ -47,7 +47,9 @@ class DecoderLayer(nn.Module):
                  norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
                  cross_attention: bool = True):
         super().__init__()
-        self.norm_first = bool(norm_first)
+        self.norm_first = check_flag("norm_first", norm_first)
+        check_flag("cross_attention", cross_attention)
+        check_number("layer_norm_eps", layer_norm_eps, low=0.0, low_open=True)
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout) if cross_attention else None
         self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
@@ -72,6 +74,15 @@ class DecoderLayer(nn.Module):
                 memory_mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
         if (memory is None) != (self.cross_attn is None):
             raise ValueError("memory is required by a layer with cross-attention and must be None without it")
+        if cache is not None and not isinstance(cache, LayerCache):
+            raise TypeError(f"cache must be this layer's LayerCache (model.new_cache()[i]), got {type(cache).__name__}")
+        D = self.self_attn.d_model
+        check_hidden("x", x, D, self.norm1.weight, "the decoder layer", length="T")
+        if memory is not None:
+            check_hidden("memory", memory, D, self.norm1.weight, "the decoder layer", length="S")
+            if memory.shape[0] != x.shape[0]:
+                raise ValueError(f"x and memory must have the same batch size B, got x {tuple(x.shape)} and memory "
+                                 f"{tuple(memory.shape)}: each target sequence reads its own source's memory")
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), tgt_mask, cache)
             if self.cross_attn is not None:
@@ -103,6 +114,7 @@ class Decoder(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
+        cache_length(cache)                                       # checks that it is a list of LayerCache
         if cache is not None and len(cache) != len(self.layers):
             raise ValueError(f"cache has {len(cache)} layers, the decoder has {len(self.layers)}")
         for i, layer in enumerate(self.layers):
@@ -132,7 +144,11 @@ def leaks_future(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, at
     Returns:
         ``True`` if some output depends on a later input, ``False`` otherwise.
     """
+    if not callable(fn):
+        raise TypeError(f"fn must be a function of x (B, T, D), e.g. lambda x: layer(x, None, causal_mask(T)), "
+                        f"got {type(fn).__name__}")
     check_tensor("x", x, ndim=3, floating=True)
+    check_number("atol", atol, low=0.0)
     reference = fn(x)                                                   # (B, T, D)
     generator = torch.Generator().manual_seed(0)
     for t in range(x.shape[1] - 1):

@@ -25,14 +25,26 @@ import torch
 from .kv_cache import reorder_cache
 from .masks import padding_mask
 from .tokenizer import SPECIALS
-from .utils import check_positive_int, check_tensor
+from .validation import check_int, check_number, check_positive_int, check_tensor
 
 BOS_ID, EOS_ID = SPECIALS.index("<bos>"), SPECIALS.index("<eos>")
 
 
-def _start(model, src: torch.Tensor, max_len: int):
+def check_seq2seq_model(model) -> None:
+    """``model`` must be an encoder-decoder with the methods the decoders call."""
+    needed = ("encode", "decode", "generator", "new_cache", "config")
+    missing = [name for name in needed if not hasattr(model, name)]
+    if missing or not hasattr(model.config, "pad_id"):
+        raise TypeError(f"model must be an encoder-decoder such as Transformer, with encode, decode, generator, "
+                        f"new_cache and config.pad_id; {type(model).__name__} lacks {missing or ['config.pad_id']}")
+
+
+def _start(model, src: torch.Tensor, max_len: int, bos_id: int, eos_id: int):
+    check_seq2seq_model(model)
     check_tensor("src", src, ndim=2, floating=False)
     check_positive_int("max_len", max_len)
+    check_int("bos_id", bos_id, minimum=0)
+    check_int("eos_id", eos_id, minimum=0)
     pad_id = model.config.pad_id
     src_mask = padding_mask(src, pad_id)                              # (B, 1, 1, S)
     memory = model.encode(src, src_mask)                              # (B, S) -> (B, S, D)
@@ -60,7 +72,7 @@ def greedy_decode(model, src: torch.Tensor, max_len: int, bos_id: int = BOS_ID, 
         ``(B, L)`` ids with ``L <= max_len``, without ``<bos>``; every row ends at its first
         ``<eos>`` (padding after it). The loop stops as soon as every row has produced ``<eos>``.
     """
-    pad_id, src_mask, memory = _start(model, src, max_len)
+    pad_id, src_mask, memory = _start(model, src, max_len, bos_id, eos_id)
     B = src.shape[0]
     cache = model.new_cache()
     token = torch.full((B,), bos_id, dtype=torch.long, device=src.device)             # (B,)
@@ -79,6 +91,9 @@ def greedy_decode(model, src: torch.Tensor, max_len: int, bos_id: int = BOS_ID, 
 
 def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
     """GNMT length penalty ``((5 + L) / 6) ** alpha`` (1 for ``alpha = 0``)."""
+    check_number("alpha", alpha)
+    if not isinstance(length, torch.Tensor):
+        check_int("length", length, minimum=0)
     return ((5 + length) / 6) ** alpha
 
 
@@ -101,7 +116,8 @@ def beam_search(model, src: torch.Tensor, max_len: int, beam_size: int = 4, alph
     unchanged (it is only extended by padding, at no cost) and competes with the others.
     """
     check_positive_int("beam_size", beam_size)
-    pad_id, src_mask, memory = _start(model, src, max_len)
+    check_number("alpha", alpha, low=0.0, hint="the length-penalty exponent; 0 compares plain log-probabilities")
+    pad_id, src_mask, memory = _start(model, src, max_len, bos_id, eos_id)
     B, K, device = src.shape[0], beam_size, src.device
     # one row per hypothesis: (B, ...) -> (B*K, ...), hypothesis k of input b in row b*K + k
     memory = memory.repeat_interleave(K, dim=0)                                       # (B, S, D) -> (B*K, S, D)
@@ -145,6 +161,13 @@ def beam_search(model, src: torch.Tensor, max_len: int, beam_size: int = 4, alph
 def sequence_log_prob(model, src: torch.Tensor, out: torch.Tensor, bos_id: int = BOS_ID) -> torch.Tensor:
     """Total log-probability ``(B,)`` the model gives to each decoded output ``out (B, L)``
     (padding after ``<eos>`` does not count). Useful to compare greedy and beam search."""
+    check_seq2seq_model(model)
+    check_tensor("src", src, ndim=2, floating=False)
+    check_tensor("out", out, ndim=2, floating=False)
+    if out.shape[0] != src.shape[0] or out.shape[1] == 0:
+        raise ValueError(f"out must be (B, L) with L >= 1, one decoded output per source row, got src "
+                         f"{tuple(src.shape)} and out {tuple(out.shape)}")
+    check_int("bos_id", bos_id, minimum=0)
     pad_id = model.config.pad_id
     tgt_in = torch.cat([torch.full_like(out[:, :1], bos_id), out[:, :-1]], dim=1)      # shift right: (B, L)
     log_probs = torch.log_softmax(model(src, tgt_in).float(), dim=-1)                  # (B, L, V)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .feed_forward import FeedForward
 from .multi_head_attention import MultiHeadAttention
-from .utils import check_positive_int
+from .validation import check_flag, check_hidden, check_number, check_positive_int
 
 
 class EncoderLayer(nn.Module):
@@ -45,7 +45,8 @@ class EncoderLayer(nn.Module):
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
                  norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5):
         super().__init__()
-        self.norm_first = bool(norm_first)
+        self.norm_first = check_flag("norm_first", norm_first)
+        check_number("layer_norm_eps", layer_norm_eps, low=0.0, low_open=True)
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.feed_forward = FeedForward(d_model, d_ff, dropout=dropout, activation=activation)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
@@ -58,6 +59,7 @@ class EncoderLayer(nn.Module):
         return self.dropout1(out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        check_hidden("x", x, self.self_attn.d_model, self.norm1.weight, "the encoder layer", length="T")
         if self.norm_first:
             x = x + self._self_attention(self.norm1(x), mask)
             return x + self.dropout2(self.feed_forward(self.norm2(x)))

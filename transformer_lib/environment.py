@@ -30,7 +30,7 @@ def pinned_versions(*requirements: Path) -> dict[str, str]:
     """``{package: version}`` of the ``==`` pins whose markers fit this Python, read from the given
     files (default: the checkout's requirements.txt and requirements-weights.txt)."""
     root = Path(__file__).resolve().parent.parent
-    paths = requirements or (root / "requirements.txt", root / "requirements-weights.txt")
+    paths = tuple(Path(p) for p in requirements) or (root / "requirements.txt", root / "requirements-weights.txt")
     pins: dict[str, str] = {}
     lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
     for line in lines:

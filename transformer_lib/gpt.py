@@ -34,7 +34,8 @@ from .kv_cache import LayerCache, cache_length, new_cache
 from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding
 from .sampling import sample_next
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_flag, check_hidden, check_int, check_positive_int, check_tensor, out_of_range_targets
 
 __all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step", "causal_self_mask"]
 
@@ -81,6 +82,8 @@ class GPTConfig(ModelConfig):
 def causal_self_mask(T: int, past: int = 0, device=None) -> torch.Tensor:
     """Bool ``(T, past + T)`` mask (True = may attend): new query ``i`` sees the ``past`` cached
     positions and the new positions ``0..i``."""
+    check_positive_int("T", T)
+    check_int("past", past, minimum=0, hint="the number of cached positions")
     return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
 
 
@@ -163,8 +166,9 @@ class GPT(nn.Module):
         check_tensor("ids", ids, ndim=2, floating=False)
         if ids.shape[1] < 1:
             raise ValueError("generate needs a prompt of at least one token per row")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        check_int("max_new_tokens", max_new_tokens, minimum=0)
+        check_flag("use_cache", use_cache)
+        check_flag("return_logits", return_logits)
         if ids.shape[1] + max_new_tokens > self.config.max_len:
             raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} "
                              f"exceeds max_len={self.config.max_len}")
@@ -210,10 +214,18 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     Returns:
         the mean cross-entropy over the ``B * (T - 1)`` predictions that have a next token.
     """
+    check_tensor("logits", logits, ndim=3, floating=True)
+    check_tensor("ids", ids, ndim=2, floating=False)
+    if logits.shape[:2] != ids.shape:
+        raise ValueError(f"logits (B, T, V) and ids (B, T) must agree, got logits {tuple(logits.shape)} and "
+                         f"ids {tuple(ids.shape)}: pass the logits the model gave for these ids")
     V = logits.shape[-1]
     pred = logits[:, :-1].reshape(-1, V)          # (B, T-1, V) -> (B*(T-1), V): positions 0..T-2
-    target = ids[:, 1:].reshape(-1)               # (B, T-1) -> (B*(T-1),): the tokens 1..T-1
-    return F.cross_entropy(pred, target)
+    target = ids[:, 1:].reshape(-1).long()               # (B, T-1) -> (B*(T-1),): the tokens 1..T-1
+    try:
+        return F.cross_entropy(pred, target)
+    except IndexError as e:
+        raise out_of_range_targets(e, "ids", V) from None
 
 
 def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tensor,
@@ -230,6 +242,15 @@ def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tenso
         output and the cache with its key and value appended. Only the newest token is
         projected: the earlier keys and values are read from the cache, not recomputed.
     """
+    if not isinstance(attn, MultiHeadAttention):
+        raise TypeError(f"attn must be a MultiHeadAttention layer, got {type(attn).__name__}")
+    check_hidden("x", x, attn.d_model, attn.w_q.weight, "the attention layer", length="t + 1")
+    B, t = x.shape[0], x.shape[1] - 1
+    for name, past in (("past_k", past_k), ("past_v", past_v)):
+        check_tensor(name, past, ndim=4, floating=True)
+        if tuple(past.shape) != (B, attn.num_heads, t, attn.d_k):
+            raise ValueError(f"{name} must be (B, H, t, d_k) = {(B, attn.num_heads, t, attn.d_k)} for x of shape "
+                             f"{tuple(x.shape)} (t = the tokens before the newest), got {tuple(past.shape)}")
     x_new = x[:, -1:]                                                       # (B, 1, D)
     q = split_heads(attn.w_q(x_new), attn.num_heads)                        # (B, 1, D) -> (B, H, 1, d_k)
     k = torch.cat([past_k, split_heads(attn.w_k(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .validation import check_flag, check_positive_int, check_tensor
+
 
 @dataclass
 class KVCache:
@@ -38,6 +40,16 @@ class KVCache:
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new ``k, v`` (append, or keep for a static cache) and return all of them."""
+        for name, x in (("k", k), ("v", v)):
+            check_tensor(name, x, ndim=4, floating=True)
+        if k.shape[:3] != v.shape[:3]:
+            raise ValueError(f"k (B, H, S, d_k) and v (B, H, S, d_v) must agree on B, H and S, got k {tuple(k.shape)} "
+                             f"and v {tuple(v.shape)}")
+        grows = self.k is not None and not self.static
+        if grows and (k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]):
+            raise ValueError(f"the cache holds keys of shape {tuple(self.k.shape)} (B, H, S, d_k), the new keys have "
+                             f"shape {tuple(k.shape)}: B, H and d_k must stay the same. A new batch needs a new "
+                             f"cache (model.new_cache())")
         if self.k is None or self.static:
             self.k, self.v = k, v
         else:
@@ -47,6 +59,7 @@ class KVCache:
 
     def reorder(self, index: torch.Tensor) -> None:
         """Keep the batch rows ``index`` (beam search reorders its hypotheses every step)."""
+        check_tensor("index", index, ndim=1, floating=False)
         if self.k is not None:
             self.k, self.v = self.k.index_select(0, index), self.v.index_select(0, index)
 
@@ -60,6 +73,7 @@ class LayerCache:
 
     @classmethod
     def new(cls, cross: bool = True) -> "LayerCache":
+        check_flag("cross", cross)
         return cls(self_attn=KVCache(), cross_attn=KVCache(static=True) if cross else None)
 
     def reorder(self, index: torch.Tensor) -> None:
@@ -70,17 +84,22 @@ class LayerCache:
 
 def new_cache(num_layers: int, cross: bool = True) -> list[LayerCache]:
     """An empty cache for a decoder stack of ``num_layers`` layers."""
+    check_positive_int("num_layers", num_layers)
     return [LayerCache.new(cross=cross) for _ in range(num_layers)]
 
 
 def cache_length(cache: list[LayerCache] | None) -> int:
     """Number of positions already in a stack's cache (0 for ``None`` or an empty cache)."""
+    if cache is not None and not (isinstance(cache, (list, tuple)) and all(isinstance(c, LayerCache) for c in cache)):
+        raise TypeError(f"cache must be a list of LayerCache, one per layer (model.new_cache()), "
+                        f"got {type(cache).__name__}")
     return 0 if not cache else len(cache[0].self_attn)
 
 
 def cache_nbytes(cache: list[LayerCache] | None) -> int:
     """Bytes held by every key and value in a stack's cache (self- and cross-attention):
     ``2 * num_layers * B * H * S * d_k`` numbers for the self-attention part."""
+    cache_length(cache)                                   # checks that it is a list of LayerCache
     total = 0
     for layer in cache or []:
         total += layer.self_attn.nbytes + (layer.cross_attn.nbytes if layer.cross_attn is not None else 0)
@@ -89,5 +108,6 @@ def cache_nbytes(cache: list[LayerCache] | None) -> int:
 
 def reorder_cache(cache: list[LayerCache] | None, index: torch.Tensor) -> None:
     """Keep the batch rows ``index`` in every layer's cache."""
+    cache_length(cache)                                   # checks that it is a list of LayerCache
     for layer in cache or []:
         layer.reorder(index)

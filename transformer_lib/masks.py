@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .utils import check_positive_int, check_tensor
+from .validation import check_device, check_int, check_positive_int, check_tensor
 
 __all__ = ["causal_mask", "padding_mask", "to_torch_mask", "from_torch_mask"]
 
@@ -23,6 +23,8 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     True = may attend. It broadcasts against scores of shape ``(B, H, T, T)``.
     """
     check_positive_int("T", T)
+    if device is not None:
+        check_device("device", device)
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
@@ -37,8 +39,7 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     padding key.
     """
     check_tensor("ids", ids, ndim=2, floating=False)
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int):
-        raise TypeError(f"pad_id must be an int, got {type(pad_id).__name__}")
+    check_int("pad_id", pad_id)
     return (ids != pad_id)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .attention import check_attention_inputs, scaled_dot_product_attention
 from .kv_cache import KVCache
-from .utils import check_positive_int, check_probability, check_tensor
+from .validation import check_flag, check_hidden, check_positive_int, check_probability, check_tensor
 
 __all__ = ["split_heads", "merge_heads", "multi_head_attention_forward", "MultiHeadAttention"]
 
@@ -33,8 +33,10 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
         x: ``(B, T, D)``, contiguous (the output of an ``nn.Linear`` is).
         num_heads: H; ``D`` must be divisible by it.
     """
+    check_tensor("x", x)
     if x.dim() != 3:
         raise ValueError(f"split_heads expects (B, T, D), got shape {tuple(x.shape)}")
+    check_positive_int("num_heads", num_heads)
     B, T, D = x.shape
     if D % num_heads:
         raise ValueError(f"feature size D={D} is not divisible by num_heads={num_heads}")
@@ -43,6 +45,7 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(B, H, T, d_k) -> (B, T, D)``: concatenate the heads' outputs, the inverse of split_heads."""
+    check_tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"merge_heads expects (B, H, T, d_k), got shape {tuple(x.shape)}")
     B, H, T, d_k = x.shape
@@ -67,6 +70,9 @@ def multi_head_attention_forward(mha: "MultiHeadAttention", query: torch.Tensor,
         ``(output (B, T, D), weights (B, H, T, S))``; equal to ``mha(query, key, value, mask)``
         in eval mode.
     """
+    if not isinstance(mha, MultiHeadAttention):
+        raise TypeError(f"mha must be a MultiHeadAttention layer (its weights are used), got {type(mha).__name__}")
+    mha.check_inputs(query, key, value)
     q = split_heads(mha.w_q(query), mha.num_heads)   # (B, T, D) -> (B, H, T, d_k)
     k = split_heads(mha.w_k(key), mha.num_heads)     # (B, S, D) -> (B, H, S, d_k)
     v = split_heads(mha.w_v(value), mha.num_heads)   # (B, S, D) -> (B, H, S, d_k)
@@ -103,6 +109,7 @@ class MultiHeadAttention(nn.Module):
                              f"each head needs d_model / num_heads features")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
         self.dropout = check_probability("dropout", dropout)
+        check_flag("bias", bias)
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
@@ -126,12 +133,10 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(output (B, T, D), weights (B, H, T, S) or None)``.
         """
-        for name, x in (("query", query), ("key", key), ("value", value)):
-            check_tensor(name, x, ndim=3, floating=True)
-            if x.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (B, length, d_model={self.d_model}), got shape {tuple(x.shape)}")
-        if key.shape[:2] != value.shape[:2]:
-            raise ValueError(f"key and value must have the same (B, S), got {tuple(key.shape)} and {tuple(value.shape)}")
+        self.check_inputs(query, key, value)
+        check_flag("need_weights", need_weights)
+        if cache is not None and not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
         q = split_heads(self.w_q(query), self.num_heads)                     # (B, T, D) -> (B, H, T, d_k)
         if cache is not None and cache.static and cache.k is not None:
             k, v = cache.k, cache.v                                         # memory's keys/values, computed once
@@ -149,6 +154,19 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
             weights = self.last_weights = None
         return self.w_o(merge_heads(out)), weights                          # (B, H, T, d_k) -> (B, T, D)
+
+    def check_inputs(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Raise a clear error unless query ``(B, T, D)``, key and value ``(B, S, D)`` fit the layer:
+        float tensors of the weights' dtype, ``D = d_model``, one batch size B, one length S."""
+        weight = self.w_q.weight
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            check_hidden(name, x, self.d_model, weight, "the attention layer")
+        if key.shape[:2] != value.shape[:2]:
+            raise ValueError(f"key and value must have the same (B, S), "
+                             f"got {tuple(key.shape)} and {tuple(value.shape)}")
+        if query.shape[0] != key.shape[0]:
+            raise ValueError(f"query and key must have the same batch size B, got query {tuple(query.shape)} and "
+                             f"key {tuple(key.shape)}: every sequence attends to its own keys")
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, d_k={self.d_k}, dropout={self.dropout}"

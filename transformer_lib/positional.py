@@ -18,26 +18,18 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_positive_int, check_probability, check_tensor
+from .validation import check_int, check_number, check_positive_int, check_probability, check_tensor
 
 __all__ = ["sinusoidal_positional_encoding", "rotation_for_offset", "PositionalEncoding",
            "LearnedPositionalEmbedding"]
 
 
 def _check_base(base) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float)):
-        raise TypeError(f"base must be a number (10000.0 in the paper), got {type(base).__name__}")
-    if not base > 1.0 or not math.isfinite(base):
-        raise ValueError(f"base must be a finite number greater than 1 (10000.0 in the paper), got {base}")
-    return float(base)
+    return check_number("base", base, low=1.0, low_open=True, hint="10000.0 in the paper")
 
 
 def _check_offset(offset) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"offset must be an int (the position of the first token), got {type(offset).__name__}")
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0 (the position of the first token), got {offset}")
-    return offset
+    return check_int("offset", offset, minimum=0, hint="the position of the first token")
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
@@ -87,8 +79,7 @@ def rotation_for_offset(k: int, d_model: int, base: float = 10000.0) -> torch.Te
     Returns:
         float32 tensor ``(d_model, d_model)``.
     """
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int offset, got {type(k).__name__}")
+    check_int("k", k, hint="an offset")
     check_positive_int("d_model", d_model)
     base = _check_base(base)
     if d_model % 2:

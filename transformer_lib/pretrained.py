@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from .bert import BertConfig, BertModel
-from .utils import check_tensor
+from .validation import (check_flag, check_int, check_number, check_path, check_positive_int, check_sequence,
+                         check_tensor)
 from .wordpiece import WordPieceTokenizer, text_list
 
 __all__ = [
@@ -85,7 +86,7 @@ def model_dir() -> Path:
 def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """The sha256 hex digest of a file, read in chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(check_path("path", path), "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -102,7 +103,7 @@ def verify_weights(path: str | Path | None = None, expected: str = MODEL_SHA256)
     Raises:
         CheckpointError: the digest differs (a corrupted or different file).
     """
-    path = Path(path) if path is not None else model_dir() / "model.safetensors"
+    path = check_path("path", path) if path is not None else model_dir() / "model.safetensors"
     stat = path.stat()
     digest = _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if digest != expected:
@@ -131,8 +132,17 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "g
 
 def read_raw_config(path: str | Path | None = None) -> dict:
     """``config.json`` as a dict."""
-    path = Path(path) if path is not None else model_dir() / "config.json"
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return _read_json(check_path("path", path) if path is not None else model_dir() / "config.json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a JSON config file: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, expected an object {{...}}")
+    return data
 
 
 def read_config(path: str | Path | None = None) -> BertConfig:
@@ -163,15 +173,15 @@ def read_config(path: str | Path | None = None) -> BertConfig:
 
 def read_pooling_config(path: str | Path | None = None) -> dict:
     """``1_Pooling/config.json``: which pooling the model was trained with (mean, for this one)."""
-    path = Path(path) if path is not None else model_dir() / "1_Pooling" / "config.json"
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return _read_json(check_path("path", path) if path is not None else model_dir() / "1_Pooling" / "config.json")
 
 
 def load_checkpoint(path: str | Path | None = None, verify: bool = True) -> dict[str, torch.Tensor]:
     """``{name: tensor}`` from ``model.safetensors`` (verified first unless ``verify=False``)."""
     from safetensors.torch import load_file                     # a light reader: plain tensors, no pickle
 
-    path = Path(path) if path is not None else model_dir() / "model.safetensors"
+    check_flag("verify", verify)
+    path = check_path("path", path) if path is not None else model_dir() / "model.safetensors"
     if verify:
         verify_weights(path)
     return load_file(str(path))
@@ -216,8 +226,7 @@ CHECKED_BUFFERS: dict[str, str] = {
 
 def layer_name_map(i: int) -> dict[str, str]:
     """The 16 names of encoder layer ``i``: checkpoint name -> our ``state_dict`` key."""
-    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-        raise ValueError(f"layer index must be an int >= 0, got {i!r}")
+    check_int("layer index", i, minimum=0)
     return {k.format(i=i): v.format(i=i) for k, v in NAME_TABLE.items() if "{i}" in k}
 
 
@@ -229,6 +238,8 @@ def _canonical(key: str) -> str:
 def module_path(key: str) -> str:
     """``encoder.layers.0.self_attn.w_q.weight`` -> ``encoder.layers[0].self_attn.w_q.weight``:
     the state_dict key written as the Python expression that reaches the tensor."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a state_dict key (a str), got {type(key).__name__}")
     return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)
 
 
@@ -240,7 +251,11 @@ def name_table(num_layers: int, layer_map: Callable[[int], Mapping[str, str]] | 
         layer_map: ``layer_map(i)`` gives layer ``i``'s part (default :func:`layer_name_map`);
             the lesson passes the learner's own. Module paths (``layers[0]``) are accepted too.
     """
-    layer_map = layer_map or layer_name_map
+    check_positive_int("num_layers", num_layers)
+    layer_map = layer_name_map if layer_map is None else layer_map
+    if not callable(layer_map):
+        raise TypeError(f"layer_map must be a function i -> {{checkpoint name: our name}}, "
+                        f"got {type(layer_map).__name__}")
     table = {k: v for k, v in NAME_TABLE.items() if "{i}" not in k and not k.startswith("pooler")}
     for i in range(num_layers):
         table.update({k: _canonical(v) for k, v in layer_map(i).items()})
@@ -254,6 +269,9 @@ def format_name_table(table: Mapping[str, str] | None = None, state: Mapping[str
 
     Only the layers in ``layers`` are written out (the others follow the same pattern).
     """
+    _check_mapping("table", table, str)
+    _check_mapping("state", state, torch.Tensor)
+    layers = check_sequence("layers", layers, int, "layer indices")
     table = table if table is not None else name_table(read_config().num_layers)
     shown = set(str(i) for i in layers)
     lines, skipped = [], set()
@@ -271,6 +289,18 @@ def format_name_table(table: Mapping[str, str] | None = None, state: Mapping[str
         if state is None or name in state:
             lines.append(f"{name:<{width}} → (none: {what})")
     return "\n".join(lines)
+
+
+def _check_mapping(name: str, value, value_type: type, required: bool = False) -> None:
+    """``value`` must be a ``{str: value_type}`` mapping (or ``None`` unless ``required``)."""
+    if value is None and not required:
+        return
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict {{name: {value_type.__name__}}}, got {type(value).__name__}")
+    bad = next(((k, v) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, value_type)), None)
+    if bad is not None:
+        raise TypeError(f"{name} must map names (str) to {value_type.__name__}, got {bad[0]!r}: "
+                        f"{type(bad[1]).__name__}")
 
 
 def _check_buffer(name: str, tensor: torch.Tensor, model: BertModel) -> str | None:
@@ -301,6 +331,8 @@ def load_weights(model: BertModel, state: Mapping[str, torch.Tensor], table: Map
     """
     if not isinstance(model, BertModel):
         raise TypeError(f"model must be a BertModel, got {type(model).__name__}")
+    _check_mapping("state", state, torch.Tensor, required=True)
+    _check_mapping("table", table, str)
     table = {k: _canonical(v) for k, v in (table if table is not None else name_table(model.config.num_layers)).items()}
     params = model.state_dict()
     problems: list[str] = []
@@ -351,6 +383,8 @@ def load_pretrained(config: BertConfig | None = None, layer_map: Callable[[int],
         verify: check the sha256 of the weights first.
         state: the checkpoint's tensors, when already read (default: :func:`load_checkpoint`).
     """
+    if config is not None and not isinstance(config, BertConfig):
+        raise TypeError(f"config must be a BertConfig (or None: read_config()), got {type(config).__name__}")
     config = config if config is not None else read_config()
     state = state if state is not None else load_checkpoint(verify=verify)
     model = BertModel(config)
@@ -376,6 +410,7 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
         ``(B, D)``: ``sum_t m_t h_t / sum_t m_t``.
     """
     check_tensor("hidden", hidden, ndim=3, floating=True)
+    check_tensor("attention_mask", attention_mask)
     if attention_mask.shape != hidden.shape[:2]:
         raise ValueError(f"attention_mask must be (B, T) = {tuple(hidden.shape[:2])}, got {tuple(attention_mask.shape)}")
     m = attention_mask.to(hidden.dtype).unsqueeze(-1)                    # (B, T) -> (B, T, 1)
@@ -384,6 +419,8 @@ def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
 
 def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Each row divided by its Euclidean length, so dot products are cosines. ``(..., D) -> (..., D)``."""
+    check_tensor("x", x, floating=True)
+    check_number("eps", eps, low=0.0, low_open=True)
     return F.normalize(x, p=2.0, dim=-1, eps=eps)
 
 
@@ -419,6 +456,13 @@ class SentenceEncoder:
 
     def __init__(self, model: BertModel | None = None, tokenizer: WordPieceTokenizer | None = None,
                  pooling: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
+        if model is not None and not isinstance(model, BertModel):
+            raise TypeError(f"model must be a BertModel (or None for all-MiniLM-L6-v2), got {type(model).__name__}")
+        if tokenizer is not None and not isinstance(tokenizer, WordPieceTokenizer):
+            raise TypeError(f"tokenizer must be a WordPieceTokenizer (or None), got {type(tokenizer).__name__}")
+        if pooling is not None and not callable(pooling):
+            raise TypeError(f"pooling must be a function (hidden, attention_mask) -> (B, D), "
+                            f"got {type(pooling).__name__}")
         self.model = (model if model is not None else load_pretrained()).eval()
         self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
         self.pooling = pooling or pool_sentence_embeddings
@@ -448,8 +492,7 @@ class SentenceEncoder:
         ``max_attention_entries``). The attention weights are not kept.
         """
         sentences = text_list(sentences, "sentences")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_positive_int("batch_size", batch_size)
         ids = [self.tokenizer.encode(s) for s in sentences]
         order = sorted(range(len(ids)), key=lambda n: len(ids[n]))
         out = torch.empty(len(ids), self.model.config.d_model)
@@ -508,8 +551,7 @@ def semantic_search(queries: torch.Tensor, corpus: torch.Tensor, top_k: int = 5)
         queries = queries[None]                                          # (D,) -> (1, D)
     if queries.shape[1] != corpus.shape[1]:
         raise ValueError(f"queries have {queries.shape[1]} features but the corpus has {corpus.shape[1]}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= corpus.shape[0]:
-        raise ValueError(f"top_k must be an int in 1..{corpus.shape[0]}, got {top_k!r}")
+    check_int("top_k", top_k, 1, corpus.shape[0], hint="at most the corpus size")
     scores = l2_normalize(queries) @ l2_normalize(corpus).T               # (Q, D) @ (D, N) -> (Q, N)
     return scores.topk(top_k, dim=1)
 
@@ -555,6 +597,10 @@ def attention_maps(encoder: SentenceEncoder, sentence: str) -> tuple[list[str], 
     Returns:
         ``(tokens, weights (L, H, T, T))`` with T the number of tokens ([CLS] and [SEP] included).
     """
+    if not isinstance(encoder, SentenceEncoder):
+        raise TypeError(f"encoder must be a SentenceEncoder, got {type(encoder).__name__}")
+    if not isinstance(sentence, str):
+        raise TypeError(f"sentence must be one str, got {type(sentence).__name__}")
     encoder.hidden_states([sentence])
     weights = encoder.model.attention_weights()
     if any(w is None for w in weights):
@@ -578,8 +624,14 @@ def head_role_scores(encoder: SentenceEncoder, sentences: Sequence[str], batch_s
     sentences run in padded batches: padding gets no attention, so each sentence's ``(T, T)``
     block of weights is the same as when it runs alone.
     """
-    if isinstance(sentences, str) or not sentences:
+    if not isinstance(encoder, SentenceEncoder):
+        raise TypeError(f"encoder must be a SentenceEncoder, got {type(encoder).__name__}")
+    if isinstance(sentences, str):
         raise ValueError("sentences must be a non-empty list of str")
+    sentences = check_sequence("sentences", sentences, str, "sentences (str)")
+    if not sentences:
+        raise ValueError("sentences must be a non-empty list of str")
+    check_positive_int("batch_size", batch_size)
     tok = encoder.tokenizer
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, float] = {}

@@ -24,7 +24,8 @@ from .config import ModelConfig
 from .kv_cache import LayerCache, cache_length, new_cache
 from .masks import padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_hidden, check_int, check_tensor, is_int
 
 POSITIONALS = ("sinusoidal", "learned")
 
@@ -68,8 +69,9 @@ class TransformerConfig(ModelConfig):
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size={self.src_vocab_size} "
                              f"and tgt_vocab_size={self.tgt_vocab_size}")
-        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"pad_id must be an id in both vocabularies, got {self.pad_id!r}")
+        vocab = min(self.src_vocab_size, self.tgt_vocab_size)
+        if not is_int(self.pad_id) or not 0 <= self.pad_id < vocab:
+            raise ValueError(f"pad_id must be an id in both vocabularies (0..{vocab - 1}), got {self.pad_id!r}")
 
     @property
     def encoder_layers(self) -> int:
@@ -88,7 +90,8 @@ class TransformerConfig(ModelConfig):
     @classmethod
     def tiny(cls, src_vocab_size: int, tgt_vocab_size: int | None = None, **changes) -> "TransformerConfig":
         """A model small enough to train on a laptop CPU in a minute or two."""
-        fields = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size or src_vocab_size,
+        fields = dict(src_vocab_size=src_vocab_size,
+                      tgt_vocab_size=src_vocab_size if tgt_vocab_size is None else tgt_vocab_size,
                       d_model=64, num_heads=4, num_layers=2, d_ff=256, dropout=0.1, max_len=128)
         fields.update(changes)
         return cls(**fields)
@@ -116,6 +119,8 @@ def count_transformer_parameters(config: TransformerConfig) -> int:
       (the sinusoidal table is a buffer, not a parameter), the generator ``D V + V`` (only the
       bias ``V`` when its matrix is tied to the target embedding).
     """
+    if not isinstance(config, TransformerConfig):
+        raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
     c, D = config, config.d_model
     attention = 4 * (D * D + D)
     ffn = D * c.d_ff + c.d_ff + c.d_ff * D + D
@@ -131,6 +136,8 @@ def count_transformer_parameters(config: TransformerConfig) -> int:
 def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
     """Bool ``(B, 1, T, past + T)`` mask for the decoder's self-attention (True = may attend):
     causal (query t sees keys up to ``past + t``) and no target padding among the new keys."""
+    check_tensor("tgt", tgt, ndim=2, floating=False)
+    check_int("past", past, minimum=0, hint="the number of cached positions")
     T = tgt.shape[1]
     causal = torch.ones(T, past + T, dtype=torch.bool, device=tgt.device).tril(diagonal=past)  # (T, past+T)
     if past:
@@ -189,6 +196,10 @@ class Transformer(nn.Module):
         tokens: their positions continue after the cached ones.
         """
         check_tensor("tgt", tgt, ndim=2, floating=False)
+        check_hidden("memory", memory, self.config.d_model, self.generator.weight, "the decoder", length="S")
+        if memory.shape[0] != tgt.shape[0]:
+            raise ValueError(f"the batch number of tgt and memory must be equal, got tgt {tuple(tgt.shape)} and "
+                             f"memory {tuple(memory.shape)}: each target sequence is decoded from its own source")
         past = cache_length(cache)
         if tgt_mask is None:
             tgt_mask = decoder_self_mask(tgt, self.config.pad_id, past)
@@ -197,7 +208,12 @@ class Transformer(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, T, V)`` for every position of the decoder input ``tgt``."""
-        src_mask = padding_mask(check_tensor("src", src, ndim=2, floating=False), self.config.pad_id)
+        check_tensor("src", src, ndim=2, floating=False)
+        check_tensor("tgt", tgt, ndim=2, floating=False)
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(f"the batch number of src and tgt must be equal, got src {tuple(src.shape)} and "
+                             f"tgt {tuple(tgt.shape)}: row b of tgt is the target of row b of src")
+        src_mask = padding_mask(src, self.config.pad_id)
         memory = self.encode(src, src_mask)
         return self.generator(self.decode(tgt, memory, memory_mask=src_mask))   # (B, T, D) -> (B, T, V)
 

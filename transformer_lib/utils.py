@@ -1,15 +1,40 @@
-"""Small helpers every lesson uses: seeding, devices, parameter counts, argument checks.
+"""Small helpers every lesson uses: seeding, devices, parameter counts.
 
-Nothing here imports matplotlib or ipywidgets (see ``transformer_lib.plotting``).
+The argument checks live in :mod:`transformer_lib.validation` (re-exported here, where they
+used to be). Nothing here imports matplotlib or ipywidgets (see ``transformer_lib.plotting``).
 """
 from __future__ import annotations
 
 import os
 import random
+import warnings
 
 import numpy as np
 import torch
 from torch import nn
+
+from .validation import (check_device, check_flag, check_int, check_module,  # noqa: F401 (re-exported)
+                         check_positive_int, check_probability, check_tensor)
+
+THREADS_VARIABLE = "TRANSFORMER_COURSE_THREADS"
+
+
+def threads_from_environment(value: str | None = None) -> int:
+    """The thread count ``TRANSFORMER_COURSE_THREADS`` asks for (``value``, default: the
+    environment's): a positive int, else 1. A value that is not one (``"abc"``, ``"0"``) gives a
+    warning that names it, and 1: a typo must not stop ``import transformer_lib``."""
+    if value is None:
+        value = os.environ.get(THREADS_VARIABLE, "1")
+    try:
+        threads = int(value.strip())
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        warnings.warn(f"{THREADS_VARIABLE}={value!r} is not a positive whole number of CPU threads: using 1. "
+                      f"Set it to 1 or 2 (or unset it)", RuntimeWarning, stacklevel=2)
+        return 1
+    return threads
+
 
 #: CPU threads every lesson uses: one, unless TRANSFORMER_COURSE_THREADS says otherwise.
 #: - Results of float reductions depend on the thread count, so a fixed count makes the stored
@@ -18,7 +43,7 @@ from torch import nn
 #:   lose a lot when the machine is busy: threads that wait for a shared core made training
 #:   5-20x slower in our measurements. With one thread per lesson, the tests run two lessons
 #:   side by side instead.
-NUM_THREADS = int(os.environ.get("TRANSFORMER_COURSE_THREADS", "1"))
+NUM_THREADS = threads_from_environment()
 
 
 def usable_cpus() -> int:
@@ -51,8 +76,9 @@ def seed_everything(seed: int = 0, threads: int | None = NUM_THREADS) -> None:
             setting. The same seed with the same thread count gives bit-identical results on
             the same machine.
     """
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    check_int("seed", seed)
+    if threads is not None:
+        check_positive_int("threads", threads)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -60,15 +86,24 @@ def seed_everything(seed: int = 0, threads: int | None = NUM_THREADS) -> None:
         torch.set_num_threads(max(1, min(threads, usable_cpus())))
 
 
-def pick_device(prefer: str | None = None) -> torch.device:
-    """Return CUDA when a GPU is present, else the CPU; ``prefer`` ("cpu"/"cuda") overrides."""
-    if prefer is not None:
-        return torch.device(prefer)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def pick_device(prefer: str | torch.device | None = None) -> torch.device:
+    """Return CUDA when a GPU is present, else the CPU; ``prefer`` ("cpu", "cuda", "cuda:1",
+    "mps") overrides, if this machine has that device."""
+    if prefer is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device("prefer", prefer)
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise ValueError(f"this machine has no {device.type!r} device that PyTorch can use: "
+                         f"use pick_device() (the CPU here) or pick_device('cpu')")
+    return device
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``module``, each shared (tied) tensor counted once."""
+    check_module("module", module)
+    check_flag("trainable_only", trainable_only)
     seen: set[int] = set()
     total = 0
     for p in module.parameters():  # parameters() already yields a shared tensor once
@@ -104,45 +139,8 @@ def assert_trained(condition: bool, message: str) -> None:
     __tracebackhide__ = True  # noqa: F841  (IPython and pytest show the learner's line, not this one)
     if not isinstance(message, str):
         raise TypeError(f"message must be a str, got {type(message).__name__}")
+    if isinstance(condition, (torch.Tensor, np.ndarray)) and np.prod(condition.shape, dtype=int) != 1:
+        raise TypeError(f"condition must be one True or False (e.g. accuracy >= 0.99), got an array of shape "
+                        f"{tuple(condition.shape)}: reduce it first, e.g. with .all()")
     if not smoke_test_mode() and not bool(condition):
         raise AssertionError(message)
-
-
-def check_positive_int(name: str, value) -> int:
-    """Raise a clear ``TypeError``/``ValueError`` unless ``value`` is a positive int."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
-
-
-def check_probability(name: str, value) -> float:
-    """Raise a clear error unless ``0 <= value < 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return float(value)
-
-
-def check_tensor(name: str, x, ndim: int | tuple[int, ...] | None = None, floating: bool | None = None) -> torch.Tensor:
-    """Check that ``x`` is a tensor with the expected number of dimensions and dtype kind.
-
-    Args:
-        name: how the argument is called in the error message.
-        ndim: allowed number of dimensions (an int or a tuple of ints), ``None`` for any.
-        floating: ``True`` for a float tensor, ``False`` for an integer one, ``None`` for any.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else ndim
-        if x.dim() not in allowed:
-            want = " or ".join(str(n) for n in allowed)
-            raise ValueError(f"{name} must have {want} dimensions, got shape {tuple(x.shape)}")
-    if floating is True and not x.is_floating_point():
-        raise TypeError(f"{name} must be a float tensor, got dtype {x.dtype}")
-    if floating is False and (x.is_floating_point() or x.dtype == torch.bool):
-        raise TypeError(f"{name} must be an integer tensor of token ids, got dtype {x.dtype}")
-    return x
