@@ -6,8 +6,12 @@
 
 In every code cell the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` (the
 markers of nbgrader) become ``# YOUR CODE HERE`` + ``raise NotImplementedError()`` at the
-marker's indentation; in a markdown cell they become ``YOUR ANSWER HERE``. Outputs and
-execution counts are cleared. The output is byte-for-byte reproducible.
+marker's indentation; in a markdown cell they become ``YOUR ANSWER HERE``, exactly as nbgrader's
+``generate_assignment`` writes them (a line that mentions a marker without being one is refused,
+since nbgrader would take it for one). Outputs and execution counts are cleared; the cells keep
+their ids, tags and nbgrader metadata (``tools/nbgrader_metadata.py``), so a learner's exercise
+notebook can be autograded by nbgrader like the one nbgrader releases. The output is
+byte-for-byte reproducible.
 
 The build never silently destroys a learner's work: ``notebooks/.build-manifest.json`` records
 the hash of every notebook it wrote, and a notebook whose content no longer matches (someone
@@ -40,6 +44,18 @@ LESSON_NAME = re.compile(r"^[0-9]{2}_[a-z0-9_]+\.ipynb$")
 def lesson_paths(folder: Path) -> list[Path]:
     """The lesson notebooks in ``folder`` (``NN_name.ipynb``), sorted; any other notebook is not a lesson."""
     return sorted(p for p in Path(folder).glob("*.ipynb") if LESSON_NAME.match(p.name))
+
+
+def select_lessons(folder: Path, names: list[str] | None = None) -> list[Path]:
+    """The lessons of ``folder`` named in ``names`` (``03_attention`` or ``03_attention.ipynb``; none: all)."""
+    paths = lesson_paths(folder)
+    if not names:
+        return paths
+    wanted = {n.removesuffix(".ipynb") + ".ipynb" for n in names}
+    missing = wanted - {p.name for p in paths}
+    if missing:
+        raise SystemExit(f"no such lesson in {folder}: {', '.join(sorted(missing))}")
+    return [p for p in paths if p.name in wanted]
 
 
 class BuildError(ValueError):
@@ -94,11 +110,15 @@ def backup_path(folder: Path, stem: str) -> Path:
     return path
 
 
+#: the metadata a cell keeps in the exercise version (outputs' and tools' own metadata goes)
+KEPT_METADATA = ("tags", "jupyter", "nbgrader")
+
+
 def header_cell(name: str) -> dict:
     return {
         "cell_type": "markdown",
         "id": "exercise-version",
-        "metadata": {},
+        "metadata": {},     # no nbgrader metadata: autograde refuses a locked cell its source notebook lacks
         "source": [
             f"> **Exercise version.** Fill in every cell marked `# YOUR CODE HERE` and run the check below it.\n",
             f"> The worked solution, with all outputs, is [`solutions/{name}`](../solutions/{name}).\n",
@@ -126,6 +146,10 @@ def strip_solution(source: str, where: str, markdown: bool = False) -> str:
             if not inside:
                 raise MarkerError(f"{where}, line {number}: '{END}' without a '{BEGIN}' before it")
             inside = False
+        elif "BEGIN SOLUTION" in line or "END SOLUTION" in line:
+            raise MarkerError(f"{where}, line {number}: {stripped[:60]!r} mentions a solution marker without being "
+                              f"one; nbgrader would take it for one. Put '{BEGIN}' or '{END}' alone on its line, "
+                              f"or reword the line")
         elif not inside:
             out.append(line)
     if inside:
@@ -140,7 +164,7 @@ def exercise_notebook(solution: dict, name: str) -> dict:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         where = f"solutions/{name}, cell {index} ({cell['cell_type']}, starting {source.strip()[:40]!r})"
         new = {"cell_type": cell["cell_type"], "id": cell.get("id", f"cell-{index}"),
-               "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k in ("tags", "jupyter")},
+               "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k in KEPT_METADATA},
                "source": strip_solution(source, where, markdown=cell["cell_type"] == "markdown")}
         if cell["cell_type"] == "code":
             new["execution_count"] = None
@@ -153,10 +177,15 @@ def exercise_notebook(solution: dict, name: str) -> dict:
 
 
 def render(nb: dict) -> bytes:
-    """Deterministic JSON, formatted like Jupyter writes it."""
+    """Deterministic JSON, formatted like Jupyter writes it, each cell's source a list of lines."""
     for cell in nb["cells"]:
         src = cell["source"]
         cell["source"] = src.splitlines(keepends=True) if isinstance(src, str) else src
+    return dumps(nb)
+
+
+def dumps(nb: dict) -> bytes:
+    """A notebook's JSON as the course stores it (indent 1, sorted keys, UTF-8, final newline)."""
     return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -167,13 +196,7 @@ def sha256(data: bytes) -> str:
 def build(solutions: Path, notebooks: Path, force: bool = False, check: bool = False,
           names: list[str] | None = None, log=print) -> int:
     """Build; return 0 on success, 1 when ``check`` finds differences or edited notebooks block it."""
-    sources = lesson_paths(solutions)
-    if names:
-        wanted = {n if n.endswith(".ipynb") else n + ".ipynb" for n in names}
-        missing = wanted - {p.name for p in sources}
-        if missing:
-            raise SystemExit(f"no such lesson in {solutions}: {', '.join(sorted(missing))}")
-        sources = [p for p in sources if p.name in wanted]
+    sources = select_lessons(solutions, names)
     manifest_path = notebooks / MANIFEST
     manifest = read_manifest(manifest_path)
     planned = {path.name: render(exercise_notebook(read_solution(path), path.name)) for path in sources}

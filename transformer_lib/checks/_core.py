@@ -28,6 +28,11 @@ Rules that hold for every check (enforced in :func:`call`):
 
 When the environment variable ``TRANSFORMER_COURSE_PROGRESS`` names a file, every check also
 appends one JSON line with its result there (``python course.py progress`` reads them).
+
+When ``TRANSFORMER_COURSE_GRADING=1`` (set for nbgrader's autograder by the ``nbgrader_config.py``
+that ``tools/nbgrader_course.py`` writes), a check whose exercise is not started or wrong prints
+its message to **stderr**, which nbgrader scores 0 points, and returns the library's reference:
+the rest of the notebook, and every later exercise, is then graded on its own.
 """
 from __future__ import annotations
 
@@ -52,6 +57,7 @@ import torch
 from torch import nn
 
 PROGRESS_ENV = "TRANSFORMER_COURSE_PROGRESS"
+GRADING_ENV = "TRANSFORMER_COURSE_GRADING"
 _LIBRARY = str(Path(__file__).resolve().parent.parent) + os.sep            # .../transformer_lib/
 _INSTALLED = tuple(str(Path(p).resolve()) + os.sep for p in {sysconfig.get_paths()[k] for k in
                                                                ("stdlib", "platstdlib", "purelib", "platlib")})
@@ -100,6 +106,11 @@ def reword(failed: CheckFailed, message: str) -> CheckFailed:
     return new
 
 
+def grading() -> bool:
+    """Whether the checks run under an autograder (``TRANSFORMER_COURSE_GRADING`` set, not "0")."""
+    return os.environ.get(GRADING_ENV, "") not in ("", "0")
+
+
 def _record(check: str, status: str, message: str = "") -> None:
     path = os.environ.get(PROGRESS_ENV)
     if path:
@@ -134,6 +145,8 @@ def exercise(reference: Callable, name: str | None = None):
             status, result = _run_body(body, fn, run, exercise_name)
             if status == "todo":
                 _record(exercise_name, "todo")
+                if grading():
+                    return _graded_zero(f"⏳ {exercise_name} is not implemented", reference)
                 ref = f"{reference.__module__}.{reference.__qualname__}"
                 print(f"⏳ {exercise_name} is not implemented yet: replace `raise NotImplementedError()` "
                       f"with your code and run the exercise cell and this check again.\n"
@@ -141,6 +154,8 @@ def exercise(reference: Callable, name: str | None = None):
                 return reference
             if status == "fail":
                 _record(exercise_name, "fail", str(result).splitlines()[0] if str(result) else "")
+                if grading():
+                    return _graded_zero(f"❌ {result}", reference)
                 raise result.with_traceback(_learner_traceback(run, result)) from None
             _record(exercise_name, "pass")
             cases = f" on all {result} test cases" if isinstance(result, int) else ""
@@ -151,6 +166,15 @@ def exercise(reference: Callable, name: str | None = None):
         check.reference = reference
         return check
     return decorate
+
+
+def _graded_zero(message: str, reference: Callable) -> Callable:
+    """Under an autograder: say on stderr (nbgrader gives a test cell with stderr output 0 points)
+    why this exercise scores nothing, and go on with the reference, so the rest of the notebook and
+    the later exercises are graded on their own, not failed with this one."""
+    print(f"{message}\n   Graded: 0 points for this exercise. The rest of the notebook uses the library's "
+          f"reference ({reference.__module__}.{reference.__qualname__}).", file=sys.stderr, flush=True)
+    return reference
 
 
 def _run_body(body: Callable, fn: Callable, run: _Run, exercise_name: str) -> tuple[str, Any]:
