@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from conftest import B, D, H, T
 from transformer_lib import MultiHeadAttention, causal_mask, split_heads
-from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss, causal_self_mask, kv_cache_step
+from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss, kv_cache_step
 
 V = 11
 
@@ -44,7 +44,7 @@ def test_no_future_leak_in_the_gradients_while_training():
     model = tiny(dropout=0.0).train()
     emb = model.token_embedding(torch.randint(0, V, (1, 7))).detach().requires_grad_()
     x = model.position(emb)
-    out = model.lm_head(model.decoder(x, None, tgt_mask=causal_self_mask(7)))
+    out = model.lm_head(model.decoder(x, None, tgt_mask=causal_mask(7)))
     out[0, 3].sum().backward()
     grad = emb.grad[0].abs().sum(-1)
     assert (grad[4:] == 0).all() and (grad[:4] > 0).all()
@@ -159,11 +159,6 @@ def test_kv_cache_step_equals_full_causal_attention(t):
     assert out.shape == (B, 1, D) and torch.allclose(out, full[:, -1:], atol=1e-6)
     assert torch.allclose(k, split_heads(attn.w_k(x), H), atol=1e-6)
     assert torch.allclose(v, split_heads(attn.w_v(x), H), atol=1e-6)
-
-
-def test_causal_self_mask_with_a_past():
-    m = causal_self_mask(2, past=3)
-    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
 
 
 def test_ids_and_cache_steps_speak():

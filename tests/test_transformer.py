@@ -11,8 +11,7 @@ from conftest import B, D, H, S, T
 from transformer_lib.kv_cache import cache_length
 from transformer_lib.masks import causal_mask, padding_mask
 from transformer_lib.torch_interop import torch_transformer_like
-from transformer_lib.transformer import (Transformer, TransformerConfig, count_transformer_parameters,
-                                         decoder_self_mask)
+from transformer_lib.transformer import Transformer, TransformerConfig, count_transformer_parameters
 
 V_SRC, V_TGT = 13, 17
 
@@ -139,15 +138,6 @@ def test_padded_source_tokens_change_nothing():
     assert not torch.allclose(model(other, tgt)[0], logits[0])
     model_out = model.decode(tgt, model.encode(src), memory_mask=padding_mask(src, 0))
     torch.testing.assert_close(model.generator(model_out), logits)
-
-
-def test_decoder_self_mask_is_causal_and_hides_target_padding():
-    tgt = torch.tensor([[2, 5, 6, 0, 0]])
-    mask = decoder_self_mask(tgt, pad_id=0)
-    assert mask.shape == (1, 1, 5, 5) and mask.dtype == torch.bool
-    assert torch.equal(mask[0, 0], causal_mask(5) & torch.tensor([True, True, True, False, False]))
-    step = decoder_self_mask(tgt[:, :1], pad_id=0, past=3)
-    assert step.shape == (1, 1, 1, 4) and step.all()
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

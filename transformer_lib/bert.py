@@ -22,8 +22,9 @@ from torch import nn
 from .encoder import Encoder
 from .config import ModelConfig
 from .feed_forward import get_activation
+from .masks import attention_mask_from
 from .utils import count_parameters
-from .validation import check_bool_mask, check_hidden, check_int, check_positive_int, check_tensor
+from .validation import check_hidden, check_int, check_positive_int, check_tensor
 
 
 @dataclass(frozen=True)
@@ -100,26 +101,6 @@ class BertEmbeddings(nn.Module):
                                  f"number per token), got {tuple(token_type_ids.shape)}")
             x = x + self.token_type(token_type_ids)                                    # (B, T, D)
         return self.dropout(self.norm(x))
-
-
-def attention_mask_from(ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_id: int) -> torch.Tensor:
-    """Bool ``(B, 1, 1, T)`` key mask (True = may attend) from a ``(B, T)`` mask with 1/True at real
-    tokens (the convention of tokenizers), or from the padding in ``ids`` when none is given.
-
-    The ``(B, T)`` mask is bool, or integers 0 and 1 (Hugging Face's ``attention_mask``); a
-    float mask is an error: an additive mask (0 = attend, -inf = blocked) would turn into its
-    opposite with ``.bool()``.
-    """
-    check_tensor("ids", ids, ndim=2, floating=False)
-    check_int("pad_id", pad_id)
-    if attention_mask is None:
-        keep = ids != pad_id
-    else:
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.shape != ids.shape:
-            raise ValueError(f"attention_mask must have the shape of ids {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
-        keep = check_bool_mask("attention_mask", attention_mask, allow_01=True,
-                               meaning="True or 1 at real tokens = may attend")
-    return keep[:, None, None, :]                                                      # (B, T) -> (B, 1, 1, T)
 
 
 class BertModel(nn.Module):

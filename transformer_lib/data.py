@@ -32,9 +32,8 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .masks import padding_mask
+from .masks import decoder_self_mask, padding_mask
 from .tokenizer import Tokenizer
-from .transformer import decoder_self_mask
 from .validation import check_flag, check_int, check_positive_int, check_sequence
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",

@@ -29,15 +29,17 @@ from torch import nn
 
 from .attention import scaled_dot_product_attention
 from .decoder import Decoder
+from ._deprecated import moved
 from .config import ModelConfig
 from .kv_cache import LayerCache, cache_length, new_cache
+from .masks import causal_mask
 from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding
 from .sampling import sample_next
 from .utils import count_parameters
-from .validation import check_flag, check_hidden, check_int, check_positive_int, check_tensor, out_of_range_targets
+from .validation import check_flag, check_hidden, check_int, check_tensor, out_of_range_targets
 
-__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step", "causal_self_mask"]
+__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step"]
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,6 @@ class GPTConfig(ModelConfig):
                       max_len=128, dropout=0.0)
         fields.update(changes)
         return cls(**fields)
-
-
-def causal_self_mask(T: int, past: int = 0, device=None) -> torch.Tensor:
-    """Bool ``(T, past + T)`` mask (True = may attend): new query ``i`` sees the ``past`` cached
-    positions and the new positions ``0..i``."""
-    check_positive_int("T", T)
-    check_int("past", past, minimum=0, hint="the number of cached positions")
-    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
 
 
 class GPT(nn.Module):
@@ -139,7 +133,7 @@ class GPT(nn.Module):
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
                              f"got values from {int(ids.min())} to {int(ids.max())}")
-        mask = causal_self_mask(T, past, ids.device)                                # (T, past + T)
+        mask = causal_mask(T, past, ids.device)                                     # (T, past + T)
         x = self.position(self.token_embedding(ids), offset=past)                   # (B, T) -> (B, T, D)
         return self.lm_head(self.decoder(x, None, tgt_mask=mask, cache=cache))      # (B, T, D) -> (B, T, V)
 
@@ -257,3 +251,6 @@ def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tenso
     v = torch.cat([past_v, split_heads(attn.w_v(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
     out, _ = scaled_dot_product_attention(q, k, v)         # the newest token may see every key: no mask
     return attn.w_o(merge_heads(out)), k, v                                 # (B, H, 1, d_k) -> (B, 1, D)
+
+
+__getattr__ = moved(__name__, {"causal_self_mask": "transformer_lib.masks:causal_mask"})

@@ -22,10 +22,10 @@ from .embeddings import TokenEmbedding
 from .encoder import Encoder
 from .config import ModelConfig
 from .kv_cache import LayerCache, cache_length, new_cache
-from .masks import padding_mask
+from .masks import decoder_self_mask, padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
 from .utils import count_parameters
-from .validation import check_hidden, check_int, check_tensor, is_int
+from .validation import check_hidden, check_tensor, is_int
 
 POSITIONALS = ("sinusoidal", "learned")
 
@@ -131,18 +131,6 @@ def count_transformer_parameters(config: TransformerConfig) -> int:
     positions = 2 * c.max_len * D if c.positional == "learned" else 0
     generator = (0 if c.tie_weights else D * c.tgt_vocab_size) + c.tgt_vocab_size
     return embeddings + positions + encoder + decoder + generator
-
-
-def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
-    """Bool ``(B, 1, T, past + T)`` mask for the decoder's self-attention (True = may attend):
-    causal (query t sees keys up to ``past + t``) and no target padding among the new keys."""
-    check_tensor("tgt", tgt, ndim=2, floating=False)
-    check_int("past", past, minimum=0, hint="the number of cached positions")
-    T = tgt.shape[1]
-    causal = torch.ones(T, past + T, dtype=torch.bool, device=tgt.device).tril(diagonal=past)  # (T, past+T)
-    if past:
-        return causal[None, None]                                   # cached keys hold no padding
-    return causal & padding_mask(tgt, pad_id)                       # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
 
 
 class Transformer(nn.Module):
