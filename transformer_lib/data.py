@@ -34,6 +34,7 @@ import torch
 
 from .masks import decoder_self_mask, padding_mask
 from .tokenizer import Tokenizer
+from .training import shift_right
 from .validation import check_flag, check_int, check_positive_int, check_sequence
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -188,6 +189,11 @@ class DateTask:
 
     def make_batch(self, examples: Sequence[Example]) -> Batch:
         """Encode and pad a list of examples into one :class:`Batch`."""
+        src, tgt = self._encode(examples)
+        return self._batch(src, tgt[:, 1:])
+
+    def _encode(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sources ``(B, S)`` and targets with ``<bos>`` and ``<eos>`` ``(B, T+1)``, padded."""
         examples = check_sequence("examples", examples, what="Example objects")
         if not examples:
             raise ValueError("make_batch needs at least one example")
@@ -197,15 +203,19 @@ class DateTask:
                             f"got {type(bad[0]).__name__}")
         src = self.encode_sources([e.source for e in examples])                       # (B, S)
         tgt = self.tgt_tokenizer.encode_batch([e.target for e in examples], add_bos=True, add_eos=True)  # (B, T+1)
-        return Batch(src=src, tgt_in=tgt[:, :-1], tgt_out=tgt[:, 1:], pad_id=self.pad_id)
+        return src, tgt
+
+    def _batch(self, src: torch.Tensor, tgt_out: torch.Tensor) -> Batch:
+        """A :class:`Batch` whose decoder input is ``tgt_out`` shifted right (teacher forcing)."""
+        tgt_in = shift_right(tgt_out, self.tgt_tokenizer.bos_id, self.pad_id)           # (B, T)
+        return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, pad_id=self.pad_id)
 
     def encoded(self, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A whole split encoded once (cached): ``src (N, S_max)``, ``tgt (N, T+1)`` (with
         ``<bos>`` and ``<eos>``), and the source lengths ``(N,)``."""
         if split not in self._encoded:
-            batch = self.make_batch(self.split(split))
-            tgt = torch.cat([batch.tgt_in, batch.tgt_out[:, -1:]], dim=1)        # (N, T) + (N, 1) -> (N, T+1)
-            self._encoded[split] = (batch.src, tgt, (batch.src != self.pad_id).sum(dim=1))
+            src, tgt = self._encode(self.split(split))
+            self._encoded[split] = (src, tgt, (src != self.pad_id).sum(dim=1))
         return self._encoded[split]
 
     def batches(self, split: str | Sequence[Example], batch_size: int, shuffle: bool = False,
@@ -225,8 +235,7 @@ class DateTask:
         check_flag("bucket", bucket)
         check_int("seed", seed)
         if not isinstance(split, str):
-            batch = self.make_batch(split)
-            src, tgt = batch.src, torch.cat([batch.tgt_in, batch.tgt_out[:, -1:]], dim=1)
+            src, tgt = self._encode(split)
             lengths = (src != self.pad_id).sum(dim=1)
         else:
             src, tgt, lengths = self.encoded(split)
@@ -242,8 +251,7 @@ class DateTask:
             S = int(lengths[index].max())                                    # trim columns that are padding in every row
             rows_tgt = tgt[index]
             T = int((rows_tgt != self.pad_id).sum(dim=1).max())
-            out.append(Batch(src=src[index, :S], tgt_in=rows_tgt[:, :T - 1], tgt_out=rows_tgt[:, 1:T],
-                             pad_id=self.pad_id))
+            out.append(self._batch(src[index, :S], rows_tgt[:, 1:T]))
         return out
 
     def batch_stream(self, batch_size: int, bucket: bool = True, seed: int = 0) -> "BatchStream":

@@ -25,6 +25,7 @@ import torch
 from .kv_cache import reorder_cache
 from .masks import padding_mask
 from .tokenizer import SPECIALS
+from .training import shift_right
 from .validation import check_int, check_number, check_positive_int, check_tensor
 
 BOS_ID, EOS_ID = SPECIALS.index("<bos>"), SPECIALS.index("<eos>")
@@ -169,7 +170,7 @@ def sequence_log_prob(model, src: torch.Tensor, out: torch.Tensor, bos_id: int =
                          f"{tuple(src.shape)} and out {tuple(out.shape)}")
     check_int("bos_id", bos_id, minimum=0)
     pad_id = model.config.pad_id
-    tgt_in = torch.cat([torch.full_like(out[:, :1], bos_id), out[:, :-1]], dim=1)      # shift right: (B, L)
+    tgt_in = shift_right(out, bos_id, pad_id)                                          # (B, L)
     log_probs = torch.log_softmax(model(src, tgt_in).float(), dim=-1)                  # (B, L, V)
     picked = log_probs.gather(-1, out[..., None]).squeeze(-1)                          # (B, L)
     return picked.masked_fill(out == pad_id, 0.0).sum(dim=-1)

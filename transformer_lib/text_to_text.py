@@ -34,6 +34,7 @@ from .kv_cache import cache_length
 from .masks import causal_mask, padding_mask
 from .sampling import sample_next
 from .tokenizer import Tokenizer
+from .training import shift_right
 from .validation import (check_flag, check_int, check_number, check_positive_int, check_sequence, check_tensor,
                          is_int)
 
@@ -145,9 +146,8 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[tuple[str, str, str
                          "as generate_examples gives")
     src = tokenizer.encode_batch([s for _, s, _ in examples])
     tgt = tokenizer.encode_batch([t for _, _, t in examples], add_bos=True, add_eos=True)
-    tgt_in = tgt[:, :-1].clone()                                   # (B, T+1) -> (B, T)
-    tgt_in[tgt_in == tokenizer.eos_id] = tokenizer.pad_id          # <eos> is never an input
-    return src, tgt_in, tgt[:, 1:]
+    tgt_out = tgt[:, 1:]                                           # (B, T+1) -> (B, T)
+    return src, shift_right(tgt_out, tokenizer.bos_id, tokenizer.pad_id), tgt_out
 
 
 @torch.no_grad()
