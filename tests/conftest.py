@@ -16,6 +16,7 @@ from build_notebooks import lesson_paths  # noqa: E402
 # Odd, pairwise different sizes: a swapped axis cannot pass unnoticed.
 B, T, S, D, H = 2, 5, 7, 12, 3
 D_K = D // H
+D_FF = 20
 
 
 def randomise_norms(module: torch.nn.Module) -> None:

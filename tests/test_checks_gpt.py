@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from transformer_lib import KVCache, causal_mask, merge_heads, scaled_dot_product_attention, split_heads
 from transformer_lib.checks import CheckFailed, check_causal_lm_loss, check_kv_cache_step, check_top_k_probs
-from transformer_lib.gpt import causal_lm_loss, kv_cache_step
+from transformer_lib.gpt import causal_lm_loss
+from transformer_lib.kv_cache import kv_cache_step
 from transformer_lib.sampling import top_k_probs
 
 
@@ -48,7 +49,7 @@ def step_with_library_cache(attn, x, past_k, past_v):
     """Another correct way: the layer's own forward with a KVCache holding the past."""
     cache = KVCache(k=past_k, v=past_v) if past_k.shape[-2] else KVCache()
     new = x[:, -1:]
-    out, _ = attn(new, new, new, cache=cache)
+    out, _ = attn(new, new, new, keys_values=cache)
     return out, cache.k, cache.v
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S, randomise_norms
+from conftest import B, D, D_FF, H, S, randomise_norms
 from transformer_lib.encoder import Encoder, EncoderLayer
 from transformer_lib.masks import padding_mask
+from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.torch_interop import copy_stack, torch_encoder_layer_like
 
-D_FF = 20
 ACTIVATIONS = ["relu", "gelu", "gelu_tanh"]
 
 
@@ -91,13 +91,13 @@ def test_padding_tokens_do_not_change_the_other_positions():
     assert not torch.allclose(enc(x)[keep], enc(y)[keep])   # without the mask they leak in
 
 
-def test_every_layer_keeps_its_attention_weights_in_eval_mode_only():
+def test_every_layer_keeps_its_attention_weights_unless_fused():
     enc = Encoder(3, D, H, D_FF)
     x, ids = torch.randn(B, S, D), padded_ids()
-    enc(x, padding_mask(ids, 0))
-    assert enc.attention_weights() == [None, None, None]     # training: fused kernel, no weights
-    enc.eval()
-    enc(x, padding_mask(ids, 0))
+    with fused_attention(enc):
+        enc(x, padding_mask(ids, 0))
+    assert enc.attention_weights() == [None, None, None]     # the fused kernel keeps no weights
+    enc(x, padding_mask(ids, 0))                             # training mode too: the weights are kept
     weights = enc.attention_weights()
     assert len(weights) == 3
     for w in weights:

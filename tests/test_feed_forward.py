@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import B, D, T
+from conftest import B, D, D_FF, T
 from transformer_lib.feed_forward import ACTIVATIONS, FeedForward, feed_forward, get_activation
 
-D_FF = 20
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from conftest import B, D, H, T
 from transformer_lib import MultiHeadAttention, causal_mask, split_heads
-from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss, kv_cache_step
+from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss
+from transformer_lib.kv_cache import kv_cache_step
 
 V = 11
 
@@ -122,7 +123,7 @@ def test_greedy_generation_picks_the_argmax_and_cache_fills_up():
     cache = model.new_cache()
     model(torch.tensor([[1, 2, 3]]), cache=cache)
     model(torch.tensor([[4]]), cache=cache)
-    assert len(cache) == 2 and cache[0].cross_attn is None
+    assert len(cache) == 4 and len(cache.layers) == 2 and cache[0].cross_attn is None
     assert cache[0].self_attn.k.shape == (1, H, 4, D // H)
     assert model.generate(torch.tensor([[1]]), 0).shape == (1, 1)
 
@@ -166,7 +167,7 @@ def test_ids_and_cache_steps_speak():
     ids = torch.randint(0, V, (B, T))
     with pytest.raises(TypeError, match=r"ids must be an integer tensor of token ids in int64 .*ids.long\(\)"):
         model(ids.to(torch.uint8))
-    with pytest.raises(TypeError, match="cache must be a list of LayerCache"):
+    with pytest.raises(TypeError, match=r"cache must be a DecoderCache \(transformer_lib.kv_cache.new_cache\(model\)\), got dict"):
         model(ids, cache={})
     with pytest.raises(ValueError, match=r"logits \(B, T, V\) and ids \(B, T\) must agree"):
         causal_lm_loss(model(ids), ids[:, :-1])

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S, T
+from conftest import B, D, D_FF, H, S, T
 from transformer_lib.decoder import Decoder, DecoderLayer
 from transformer_lib.encoder import Encoder, EncoderLayer
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
@@ -15,7 +15,6 @@ from transformer_lib.torch_interop import (copy_decoder_layer, copy_encoder_laye
                                            torch_transformer_like)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
-D_FF = 20
 
 
 @pytest.mark.parametrize("bias", [True, False])

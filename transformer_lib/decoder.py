@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from .feed_forward import FeedForward
-from .kv_cache import LayerCache, cache_length
 from .multi_head_attention import MultiHeadAttention
 from .validation import check_flag, check_hidden, check_number, check_positive_int, check_tensor
 
@@ -39,8 +38,9 @@ class DecoderLayer(nn.Module):
     Shape:
         x ``(B, T, D)``, memory ``(B, S, D)`` -> ``(B, T, D)``.
 
-    ``cache`` (a :class:`~transformer_lib.kv_cache.LayerCache`) makes the layer incremental:
-    ``x`` then holds only the new positions and earlier keys/values come from the cache.
+    ``cache`` is for lesson 11's key/value cache (a ``kv_cache.LayerCache``): an object whose
+    ``self_attn`` and ``cross_attn`` are where the two attentions get their keys and values
+    (lesson 04's ``keys_values``). ``x`` then holds only the new positions.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
@@ -60,22 +60,21 @@ class DecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.dropout3 = nn.Dropout(dropout)
 
-    def _self_attention(self, x, mask, cache):
-        out, _ = self.self_attn(x, x, x, mask=mask, need_weights=not self.training,
-                                cache=None if cache is None else cache.self_attn)
+    def _self_attention(self, x, mask, keys_values):
+        out, _ = self.self_attn(x, x, x, mask=mask, keys_values=keys_values)
         return self.dropout1(out)
 
-    def _cross_attention(self, x, memory, mask, cache):
-        out, _ = self.cross_attn(x, memory, memory, mask=mask, need_weights=not self.training,
-                                 cache=None if cache is None else cache.cross_attn)
+    def _cross_attention(self, x, memory, mask, keys_values):
+        out, _ = self.cross_attn(x, memory, memory, mask=mask, keys_values=keys_values)
         return self.dropout2(out)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
-                memory_mask: torch.Tensor | None = None, cache: LayerCache | None = None) -> torch.Tensor:
+                memory_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
         if (memory is None) != (self.cross_attn is None):
             raise ValueError("memory is required by a layer with cross-attention and must be None without it")
-        if cache is not None and not isinstance(cache, LayerCache):
-            raise TypeError(f"cache must be this layer's LayerCache (model.new_cache()[i]), got {type(cache).__name__}")
+        if cache is not None and not hasattr(cache, "self_attn"):
+            raise TypeError(f"cache must be this layer's LayerCache (new_cache(model)[i]), got {type(cache).__name__}")
+        self_kv, cross_kv = (None, None) if cache is None else (cache.self_attn, cache.cross_attn)
         D = self.self_attn.d_model
         check_hidden("x", x, D, self.norm1.weight, "the decoder layer", length="T")
         if memory is not None:
@@ -84,13 +83,13 @@ class DecoderLayer(nn.Module):
                 raise ValueError(f"x and memory must have the same batch size B, got x {tuple(x.shape)} and memory "
                                  f"{tuple(memory.shape)}: each target sequence reads its own source's memory")
         if self.norm_first:
-            x = x + self._self_attention(self.norm1(x), tgt_mask, cache)
+            x = x + self._self_attention(self.norm1(x), tgt_mask, self_kv)
             if self.cross_attn is not None:
-                x = x + self._cross_attention(self.norm2(x), memory, memory_mask, cache)
+                x = x + self._cross_attention(self.norm2(x), memory, memory_mask, cross_kv)
             return x + self.dropout3(self.feed_forward(self.norm3(x)))
-        x = self.norm1(x + self._self_attention(x, tgt_mask, cache))
+        x = self.norm1(x + self._self_attention(x, tgt_mask, self_kv))
         if self.cross_attn is not None:
-            x = self.norm2(x + self._cross_attention(x, memory, memory_mask, cache))
+            x = self.norm2(x + self._cross_attention(x, memory, memory_mask, cross_kv))
         return self.norm3(x + self.dropout3(self.feed_forward(x)))
 
 
@@ -113,12 +112,16 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
-                memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
-        cache_length(cache)                                       # checks that it is a list of LayerCache
-        if cache is not None and len(cache) != len(self.layers):
-            raise ValueError(f"cache has {len(cache)} layers, the decoder has {len(self.layers)}")
-        for i, layer in enumerate(self.layers):
-            x = layer(x, memory, tgt_mask, memory_mask, None if cache is None else cache[i])
+                memory_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
+        """``cache``: lesson 11's ``kv_cache.DecoderCache``, whose ``layers`` holds one cache per layer."""
+        if cache is not None and not hasattr(cache, "layers"):
+            raise TypeError(f"cache must be a DecoderCache (transformer_lib.kv_cache.new_cache(model)), "
+                            f"got {type(cache).__name__}")
+        caches = [None] * len(self.layers) if cache is None else cache.layers
+        if len(caches) != len(self.layers):
+            raise ValueError(f"cache has {len(caches)} layers, the decoder has {len(self.layers)}")
+        for layer, layer_cache in zip(self.layers, caches):
+            x = layer(x, memory, tgt_mask, memory_mask, layer_cache)
         return x if self.norm is None else self.norm(x)
 
     def attention_weights(self) -> dict[str, list[torch.Tensor | None]]:

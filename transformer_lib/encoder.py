@@ -38,8 +38,8 @@ class EncoderLayer(nn.Module):
         x ``(B, T, D)``, mask bool broadcastable to ``(B, H, T, T)`` (True = may attend)
         -> ``(B, T, D)``.
 
-    In eval mode the attention weights are kept in ``self_attn.last_weights``; in training
-    mode the fused attention kernel is used and no weights are kept.
+    The attention weights are kept in ``self_attn.last_weights`` (unless the attention layer is
+    set to its fused kernel, see :class:`~transformer_lib.multi_head_attention.MultiHeadAttention`).
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
@@ -55,7 +55,7 @@ class EncoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
 
     def _self_attention(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        out, _ = self.self_attn(x, x, x, mask=mask, need_weights=not self.training)
+        out, _ = self.self_attn(x, x, x, mask=mask)
         return self.dropout1(out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -27,19 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import scaled_dot_product_attention
 from .decoder import Decoder
 from ._deprecated import moved
 from .config import ModelConfig
-from .kv_cache import LayerCache, cache_length, new_cache
+from .kv_cache import DecoderCache, new_cache
 from .masks import causal_mask
-from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding
 from .sampling import sample_next
 from .utils import count_parameters
-from .validation import check_flag, check_hidden, check_int, check_tensor, out_of_range_targets
+from .validation import check_flag, check_int, check_tensor, out_of_range_targets
 
-__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step"]
+__all__ = ["GPTConfig", "GPT", "causal_lm_loss"]
 
 
 @dataclass(frozen=True)
@@ -120,13 +118,13 @@ class GPT(nn.Module):
             elif name.endswith("bias") and "norm" not in name:
                 nn.init.zeros_(p)
 
-    def new_cache(self) -> list[LayerCache]:
+    def new_cache(self) -> DecoderCache:
         """An empty key/value cache (self-attention only) for incremental decoding."""
-        return new_cache(len(self.decoder.layers), cross=False)
+        return new_cache(self)
 
-    def forward(self, ids: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
         check_tensor("ids", ids, ndim=2, floating=False)
-        past = cache_length(cache)
+        past = 0 if cache is None else len(cache)
         T = ids.shape[1]
         if past + T > self.config.max_len:
             raise ValueError(f"{past} cached + {T} new tokens is longer than max_len={self.config.max_len}")
@@ -222,35 +220,5 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         raise out_of_range_targets(e, "ids", V) from None
 
 
-def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tensor,
-                  past_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One generation step of causal self-attention with a key/value cache.
-
-    Args:
-        attn: the layer's :class:`~transformer_lib.multi_head_attention.MultiHeadAttention`.
-        x: ``(B, t + 1, D)`` the inputs of every token so far, the newest last.
-        past_k, past_v: ``(B, H, t, d_k)`` keys and values of the first ``t`` tokens.
-
-    Returns:
-        ``(out (B, 1, D), k (B, H, t + 1, d_k), v (B, H, t + 1, d_k))``: the newest token's
-        output and the cache with its key and value appended. Only the newest token is
-        projected: the earlier keys and values are read from the cache, not recomputed.
-    """
-    if not isinstance(attn, MultiHeadAttention):
-        raise TypeError(f"attn must be a MultiHeadAttention layer, got {type(attn).__name__}")
-    check_hidden("x", x, attn.d_model, attn.w_q.weight, "the attention layer", length="t + 1")
-    B, t = x.shape[0], x.shape[1] - 1
-    for name, past in (("past_k", past_k), ("past_v", past_v)):
-        check_tensor(name, past, ndim=4, floating=True)
-        if tuple(past.shape) != (B, attn.num_heads, t, attn.d_k):
-            raise ValueError(f"{name} must be (B, H, t, d_k) = {(B, attn.num_heads, t, attn.d_k)} for x of shape "
-                             f"{tuple(x.shape)} (t = the tokens before the newest), got {tuple(past.shape)}")
-    x_new = x[:, -1:]                                                       # (B, 1, D)
-    q = split_heads(attn.w_q(x_new), attn.num_heads)                        # (B, 1, D) -> (B, H, 1, d_k)
-    k = torch.cat([past_k, split_heads(attn.w_k(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
-    v = torch.cat([past_v, split_heads(attn.w_v(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
-    out, _ = scaled_dot_product_attention(q, k, v)         # the newest token may see every key: no mask
-    return attn.w_o(merge_heads(out)), k, v                                 # (B, H, 1, d_k) -> (B, 1, D)
-
-
-__getattr__ = moved(__name__, {"causal_self_mask": "transformer_lib.masks:causal_mask"})
+__getattr__ = moved(__name__, {"causal_self_mask": "transformer_lib.masks:causal_mask",
+                               "kv_cache_step": "transformer_lib.kv_cache:kv_cache_step"})

@@ -12,9 +12,9 @@ in the input, so one encoder-decoder, one loss and one decoding procedure serve 
     "date: 7 march 2021"    -> "2021-03-07"
 
 This module generates such examples in code (:func:`make_example`, :func:`generate_examples`),
-turns them into padded id tensors (:func:`encode_examples`), decodes with the encoder-decoder
-(:func:`generate_seq2seq`, with or without a key/value cache) and scores each task
-(:func:`per_task_accuracy`).
+turns them into padded id tensors (:func:`encode_examples`) and scores each task
+(:func:`per_task_accuracy`); the encoder-decoder decodes with lesson 08's
+:func:`~transformer_lib.decoding.greedy_decode`.
 
 It also holds the two relative-position schemes lesson 12 shows as alternatives to the
 absolute positions of lesson 02: T5's bucketed relative position bias
@@ -29,17 +29,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from .decoding import check_seq2seq_model
-from .kv_cache import cache_length
-from .masks import causal_mask, padding_mask
-from .sampling import sample_next
 from .tokenizer import Tokenizer
 from .training import shift_right
 from .validation import (check_flag, check_int, check_number, check_positive_int, check_sequence, check_tensor,
                          is_int)
 
 __all__ = ["TASKS", "MONTHS", "make_example", "random_value", "generate_examples", "text_to_text_tokenizer",
-           "encode_examples", "generate_seq2seq", "per_task_accuracy", "relative_position_bucket", "apply_rope"]
+           "encode_examples", "per_task_accuracy", "relative_position_bucket", "apply_rope"]
 
 TASKS = ("reverse", "sort", "add", "date")
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -148,66 +144,6 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[tuple[str, str, str
     tgt = tokenizer.encode_batch([t for _, _, t in examples], add_bos=True, add_eos=True)
     tgt_out = tgt[:, 1:]                                           # (B, T+1) -> (B, T)
     return src, shift_right(tgt_out, tokenizer.bos_id, tokenizer.pad_id), tgt_out
-
-
-@torch.no_grad()
-def generate_seq2seq(model, src: torch.Tensor, max_new_tokens: int, bos_id: int, eos_id: int, *,
-                     use_cache: bool = True, temperature: float = 0.0, top_k: int | None = None,
-                     top_p: float | None = None, generator: torch.Generator | None = None,
-                     return_logits: bool = False):
-    """Decode with an encoder-decoder :class:`~transformer_lib.transformer.Transformer`.
-
-    Args:
-        model: the Transformer.
-        src: source ids ``(B, S)`` (padded with the model's ``pad_id``).
-        max_new_tokens: the most tokens to generate per row.
-        bos_id, eos_id: start and end tokens; a row that produced ``eos_id`` is then padded.
-        use_cache: keep the decoder's keys/values (self-attention appended every step,
-            cross-attention computed once) and feed only the newest token, or re-run the
-            decoder on the whole prefix every step. Both give the same tokens and logits.
-        temperature, top_k, top_p, generator: how to pick each token
-            (:func:`~transformer_lib.sampling.sample_next`); ``temperature=0`` is greedy.
-        return_logits: also return the logits ``(B, n, V)`` of every step.
-
-    Returns:
-        ``(B, 1 + n)`` ids starting with ``bos_id`` (``n <= max_new_tokens``: generation stops
-        when every row has ended), and the logits when asked.
-    """
-    check_seq2seq_model(model)
-    check_tensor("src", src, ndim=2, floating=False)
-    check_int("max_new_tokens", max_new_tokens, minimum=0)
-    check_int("bos_id", bos_id, minimum=0)
-    check_int("eos_id", eos_id, minimum=0)
-    check_flag("use_cache", use_cache)
-    check_flag("return_logits", return_logits)
-    was_training = model.training
-    model.eval()
-    pad_id = model.config.pad_id
-    src_mask = padding_mask(src, pad_id)                                           # (B, 1, 1, S)
-    memory = model.encode(src, src_mask)                                           # (B, S, D)
-    B = src.shape[0]
-    out = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    cache = model.new_cache() if use_cache else None
-    all_logits = []
-    for _ in range(max_new_tokens):
-        step_input = out[:, -1:] if use_cache else out                             # (B, 1) or (B, t)
-        # causal only: a generated token is never treated as padding (rows that ended are cut later)
-        tgt_mask = None if use_cache else causal_mask(out.shape[1], device=src.device)
-        hidden = model.decode(step_input, memory, tgt_mask=tgt_mask, memory_mask=src_mask, cache=cache)
-        logits = model.generator(hidden[:, -1])                                    # (B, D) -> (B, V)
-        next_id = sample_next(logits, temperature, top_k, top_p, generator)        # (B,)
-        next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
-        out = torch.cat([out, next_id[:, None]], dim=1)                            # (B, t) -> (B, t + 1)
-        all_logits.append(logits)
-        done |= next_id == eos_id
-        if bool(done.all()):
-            break
-    assert cache is None or cache_length(cache) == out.shape[1] - 1
-    model.train(was_training)
-    if return_logits:
-        return out, torch.stack(all_logits, dim=1)                                 # (B, n, V)
-    return out
 
 
 def per_task_accuracy(tasks: Sequence[str], predictions: Sequence[str], targets: Sequence[str]) -> dict[str, float]:

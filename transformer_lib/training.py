@@ -1,7 +1,8 @@
 """Lesson 08 (and 09-11): training.
 
 ``train`` is the one loop every training lesson uses: it draws batches, computes a loss with
-a function you pass, back-propagates, clips the gradient norm, steps the optimiser and the
+a function you pass (with the attention layers on their fused kernel: training draws no
+attention pictures), back-propagates, clips the gradient norm, steps the optimiser and the
 learning-rate schedule, shows a progress bar, and records a :class:`History`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from .multi_head_attention import fused_attention
 from .utils import smoke_test_mode
 from .validation import (check_device, check_flag, check_int, check_module, check_number, check_path,
                          check_positive_int, check_sequence, check_tensor, out_of_range_targets)
@@ -114,7 +116,8 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
     model.train()
     for step in range(1, steps + 1):
         batch = to_device(draw(step), device)
-        loss = loss_fn(model, batch)
+        with fused_attention(model):                     # no attention weights to keep: the fast kernel
+            loss = loss_fn(model, batch)
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise TypeError(f"loss_fn must return a scalar loss tensor, got {_what(loss)} at step {step}")
         if not torch.isfinite(loss):

@@ -21,7 +21,6 @@ from .decoder import Decoder
 from .embeddings import TokenEmbedding
 from .encoder import Encoder
 from .config import ModelConfig
-from .kv_cache import LayerCache, cache_length, new_cache
 from .masks import decoder_self_mask, padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
 from .utils import count_parameters
@@ -176,19 +175,19 @@ class Transformer(nn.Module):
         return self.encoder(self.src_pos(self.src_embed(src)), src_mask)         # (B, S) -> (B, S, D)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
-               memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
+               memory_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
         """Target ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``.
 
         ``tgt_mask`` defaults to causal & target padding; pass the source padding mask as
-        ``memory_mask``. With a ``cache`` (see :meth:`new_cache`), ``tgt`` holds only the new
-        tokens: their positions continue after the cached ones.
+        ``memory_mask``. With lesson 11's key/value ``cache`` (``kv_cache.new_cache(model)``),
+        ``tgt`` holds only the new tokens: their positions continue after the ``len(cache)`` cached ones.
         """
         check_tensor("tgt", tgt, ndim=2, floating=False)
         check_hidden("memory", memory, self.config.d_model, self.generator.weight, "the decoder", length="S")
         if memory.shape[0] != tgt.shape[0]:
             raise ValueError(f"the batch number of tgt and memory must be equal, got tgt {tuple(tgt.shape)} and "
                              f"memory {tuple(memory.shape)}: each target sequence is decoded from its own source")
-        past = cache_length(cache)
+        past = 0 if cache is None else len(cache)
         if tgt_mask is None:
             tgt_mask = decoder_self_mask(tgt, self.config.pad_id, past)
         x = self.tgt_pos(self.tgt_embed(tgt), offset=past)                       # (B, T) -> (B, T, D)
@@ -205,12 +204,8 @@ class Transformer(nn.Module):
         memory = self.encode(src, src_mask)
         return self.generator(self.decode(tgt, memory, memory_mask=src_mask))   # (B, T, D) -> (B, T, V)
 
-    def new_cache(self) -> list[LayerCache]:
-        """An empty key/value cache for incremental decoding with :meth:`decode`."""
-        return new_cache(len(self.decoder.layers), cross=True)
-
     def attention_weights(self) -> dict[str, list[torch.Tensor | None]]:
-        """Every head's weights from the last eval-mode forward pass:
+        """Every head's weights from the last forward pass:
         ``{"encoder": [(B, H, S, S)] * N, "decoder": [(B, H, T, T)] * N, "cross": [(B, H, T, S)] * N}``."""
         dec = self.decoder.attention_weights()
         return {"encoder": self.encoder.attention_weights(), "decoder": dec["self"], "cross": dec["cross"]}

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ..attention import scaled_dot_product_attention
-from ..gpt import causal_lm_loss, kv_cache_step
+from ..gpt import causal_lm_loss
+from ..kv_cache import kv_cache_step
 from ..masks import causal_mask
 from ..multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from ..sampling import top_k_probs
