@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from conftest import B, D, D_FF, H, S, T, randomise_norms
+from transformer_lib.config import LayerConfig
 from transformer_lib.decoder import Decoder, DecoderLayer, leaks_future
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
 from transformer_lib.multi_head_attention import fused_attention
@@ -40,7 +41,7 @@ def test_layer_equals_torch_decoder_layer(norm_first, activation):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_stack_equals_torch_decoder(norm_first, activation):
-    ours = Decoder(3, D, H, D_FF, norm_first=norm_first, activation=activation).eval()
+    ours = Decoder(3, LayerConfig(D, H, D_FF, norm_first=norm_first, activation=activation)).eval()
     randomise_norms(ours)
     layer = nn.TransformerDecoderLayer(D, H, D_FF, 0.0, activation, batch_first=True, norm_first=norm_first)
     theirs = copy_stack(ours, nn.TransformerDecoder(layer, 3, norm=nn.LayerNorm(D))).eval()
@@ -70,7 +71,7 @@ def test_gradients_equal_torch_in_training_mode(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_no_future_leak_with_the_causal_mask_and_a_leak_without(norm_first):
     layer = DecoderLayer(D, H, D_FF, norm_first=norm_first).eval()
-    stack = Decoder(2, D, H, D_FF, norm_first=norm_first).eval()
+    stack = Decoder(2, LayerConfig(D, H, D_FF, norm_first=norm_first)).eval()
     memory, x = torch.randn(B, S, D), torch.randn(B, T, D)
     for module in (layer, stack):
         assert not leaks_future(lambda h: module(h, memory, causal_mask(T)), x)
@@ -137,7 +138,7 @@ def _as_encoder_layer(dec, norm_first):
 
 
 def test_attention_weights_of_every_layer():
-    dec = Decoder(3, D, H, D_FF).eval()
+    dec = Decoder(3, LayerConfig(D, H, D_FF)).eval()
     dec(torch.randn(B, T, D), torch.randn(B, S, D), causal_mask(T))
     weights = dec.attention_weights()
     assert [w.shape for w in weights["self"]] == [(B, H, T, T)] * 3

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import B, D, D_FF, H, S, T
-from transformer_lib import Decoder, MultiHeadAttention, Transformer, TransformerConfig
+from transformer_lib import Decoder, LayerConfig, MultiHeadAttention, Transformer, TransformerConfig
 from transformer_lib.decoding import beam_search, greedy_decode
 from transformer_lib.gpt import GPT, GPTConfig
 from transformer_lib.kv_cache import DecoderCache, KVCache, LayerCache, new_cache
@@ -100,7 +100,7 @@ def test_static_cache_computes_memory_keys_once(need_weights):
 
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_stack_with_a_cache_equals_the_full_pass(norm_first):
-    dec = Decoder(2, D, H, D_FF, norm_first=norm_first).eval()
+    dec = Decoder(2, LayerConfig(D, H, D_FF, norm_first=norm_first)).eval()
     x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
     full = dec(x, memory, causal_mask(T), pad_mask())
     cache = new_cache(dec)

@@ -324,9 +324,9 @@ def test_the_kernel_is_an_explicit_choice_not_the_training_mode():
 
 
 def test_fused_attention_switches_every_layer_for_a_while():
-    from transformer_lib import Encoder
+    from transformer_lib import Encoder, LayerConfig
 
-    enc = Encoder(2, D, H, D_FF).eval()
+    enc = Encoder(2, LayerConfig(D, H, D_FF)).eval()
     enc.layers[1].self_attn.need_weights = True
     x = torch.randn(B, T, D)
     with fused_attention(enc):

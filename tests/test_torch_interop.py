@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from conftest import B, D, D_FF, H, S, T
+from transformer_lib.config import LayerConfig
 from transformer_lib.decoder import Decoder, DecoderLayer
 from transformer_lib.encoder import Encoder, EncoderLayer
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
@@ -50,7 +51,7 @@ def test_copy_refuses_what_does_not_fit():
         copy_encoder_layer(EncoderLayer(D, H, D_FF), nn.TransformerEncoderLayer(D, H, 24, batch_first=True))
     with pytest.raises(ValueError, match="3 layers do not fit PyTorch's 2"):
         layer = nn.TransformerEncoderLayer(D, H, D_FF, batch_first=True)
-        copy_stack(Encoder(3, D, H, D_FF), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+        copy_stack(Encoder(3, LayerConfig(D, H, D_FF)), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
 
 
 def test_layer_copies_hold_every_weight():
@@ -66,9 +67,9 @@ def test_layer_copies_hold_every_weight():
 def test_stack_copy_handles_the_final_norm():
     layer = nn.TransformerEncoderLayer(D, H, D_FF, batch_first=True)
     theirs = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D), enable_nested_tensor=False)
-    copy_stack(Encoder(2, D, H, D_FF), theirs)                      # post-LN: ours has no final norm
+    copy_stack(Encoder(2, LayerConfig(D, H, D_FF)), theirs)                      # post-LN: ours has no final norm
     assert theirs.norm is None
-    pre = Encoder(2, D, H, D_FF, norm_first=True)
+    pre = Encoder(2, LayerConfig(D, H, D_FF, norm_first=True))
     with torch.no_grad():
         pre.norm.weight.fill_(2.0)
     copy_stack(pre, theirs)                                         # pre-LN: a final norm is added and copied

@@ -9,6 +9,7 @@ the model families and pre-trained weights. ``checks`` holds the exercise checks
 Conventions: batch first; masks are bool with **True = may attend**.
 """
 from .attention import scaled_dot_product_attention
+from .config import LayerConfig
 from .decoder import Decoder, DecoderLayer
 from .embeddings import TokenEmbedding
 from .encoder import Encoder, EncoderLayer
@@ -28,7 +29,7 @@ __all__ = [
     "Tokenizer", "TokenEmbedding", "sinusoidal_positional_encoding", "PositionalEncoding",
     "LearnedPositionalEmbedding", "scaled_dot_product_attention", "causal_mask", "padding_mask",
     "to_torch_mask", "from_torch_mask", "MultiHeadAttention", "split_heads", "merge_heads",
-    "FeedForward", "LayerNorm", "EncoderLayer", "Encoder", "DecoderLayer", "Decoder",
+    "FeedForward", "LayerNorm", "LayerConfig", "EncoderLayer", "Encoder", "DecoderLayer", "Decoder",
     "Transformer", "TransformerConfig", "KVCache", "LayerCache", "count_parameters",
     "pick_device", "seed_everything",
 ]

@@ -48,7 +48,7 @@ class BertConfig(ModelConfig):
     norm_first: bool = False
     pad_id: int = 0
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first",)
 
     def __post_init__(self):
@@ -123,8 +123,7 @@ class BertModel(nn.Module):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = c = config
         self.embeddings = BertEmbeddings(c)
-        self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout,
-                               norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
+        self.encoder = Encoder(c.num_layers, c.layer)
         self.pooler = nn.Linear(c.d_model, c.d_model)
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,

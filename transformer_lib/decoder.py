@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .config import LayerConfig
 from .feed_forward import FeedForward
 from .multi_head_attention import MultiHeadAttention
 from .validation import check_flag, check_hidden, check_number, check_positive_int, check_tensor
@@ -94,22 +95,24 @@ class DecoderLayer(nn.Module):
 
 
 class Decoder(nn.Module):
-    """A stack of ``num_layers`` decoder layers (final LayerNorm when ``norm_first``);
-    ``cross_attention=False`` makes a decoder-only (GPT-style) stack.
+    """A stack of ``num_layers`` decoder layers (final LayerNorm when ``norm_first``).
+
+    Args:
+        num_layers: number of layers N.
+        config: the :class:`~transformer_lib.config.LayerConfig` every layer is built from.
+        cross_attention: ``False`` makes a decoder-only (GPT-style) stack.
 
     Shape:
         x ``(B, T, D)``, memory ``(B, S, D)`` -> ``(B, T, D)``.
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5,
-                 cross_attention: bool = True):
+    def __init__(self, num_layers: int, config: LayerConfig, *args, cross_attention: bool = True, **kwargs):
         super().__init__()
         check_positive_int("num_layers", num_layers)
-        self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps, cross_attention)
-            for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
+        c = LayerConfig.of(config, args, kwargs, "Decoder")
+        self.layers = nn.ModuleList(DecoderLayer(**c.kwargs(), cross_attention=cross_attention)
+                                    for _ in range(num_layers))
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else None
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor | None, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .config import LayerConfig
 from .feed_forward import FeedForward
 from .multi_head_attention import MultiHeadAttention
 from .validation import check_flag, check_hidden, check_number, check_positive_int
@@ -72,8 +73,7 @@ class Encoder(nn.Module):
 
     Args:
         num_layers: number of layers N.
-        d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps: as for
-            :class:`EncoderLayer`.
+        config: the :class:`~transformer_lib.config.LayerConfig` every layer is built from.
 
     With ``norm_first=True`` a final LayerNorm (``self.norm``) normalises the output, as in
     ``nn.TransformerEncoder(..., norm=LayerNorm)``; post-LN layers end in a norm already.
@@ -82,14 +82,12 @@ class Encoder(nn.Module):
         x ``(B, T, D)``, mask as for :class:`EncoderLayer` -> ``(B, T, D)``.
     """
 
-    def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu", layer_norm_eps: float = 1e-5):
+    def __init__(self, num_layers: int, config: LayerConfig, *args, **kwargs):
         super().__init__()
         check_positive_int("num_layers", num_layers)
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, layer_norm_eps)
-            for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
+        c = LayerConfig.of(config, args, kwargs, "Encoder")
+        self.layers = nn.ModuleList(EncoderLayer(**c.kwargs()) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps) if c.norm_first else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for layer in self.layers:

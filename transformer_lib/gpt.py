@@ -60,7 +60,7 @@ class GPTConfig(ModelConfig):
     norm_first: bool = True
     tie_weights: bool = True
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights")
 
     @classmethod
@@ -101,8 +101,7 @@ class GPT(nn.Module):
         self.config = c = config
         self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.position = LearnedPositionalEmbedding(c.max_len, c.d_model, c.dropout)
-        self.decoder = Decoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, norm_first=c.norm_first,
-                               activation=c.activation, layer_norm_eps=c.layer_norm_eps, cross_attention=False)
+        self.decoder = Decoder(c.num_layers, c.layer, cross_attention=False)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self._init_weights()
         if c.tie_weights:

@@ -57,8 +57,8 @@ class TransformerConfig(ModelConfig):
     share_embeddings: bool = False
     pad_id: int = 0
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_layers",
-                                         "num_encoder_layers", "num_decoder_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("src_vocab_size", "tgt_vocab_size", "num_layers", "num_encoder_layers",
+                                         "num_decoder_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights", "share_embeddings")
 
     def __post_init__(self):
@@ -152,10 +152,8 @@ class Transformer(nn.Module):
         self.tgt_embed = self.src_embed if c.share_embeddings else TokenEmbedding(c.tgt_vocab_size, c.d_model)
         self.src_pos = _positions(c)
         self.tgt_pos = self.src_pos if c.positional == "sinusoidal" else _positions(c)
-        layer_args = dict(d_model=c.d_model, num_heads=c.num_heads, d_ff=c.d_ff, dropout=c.dropout,
-                          norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
-        self.encoder = Encoder(c.encoder_layers, **layer_args)
-        self.decoder = Decoder(c.decoder_layers, **layer_args)
+        self.encoder = Encoder(c.encoder_layers, c.layer)
+        self.decoder = Decoder(c.decoder_layers, c.layer)
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
         self._init_weights()
         if c.tie_weights:
