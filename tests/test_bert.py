@@ -22,7 +22,7 @@ def test_shapes_pooler_and_tied_head():
     assert mlm.bert(ids).shape == (B, 7, D)
     assert mlm(ids).shape == (B, 7, V)
     assert mlm.bert.pooled(mlm.bert(ids)).shape == (B, D)
-    assert mlm.head.decoder.weight is mlm.bert.embeddings.token.weight
+    assert mlm.head.generator.weight is mlm.bert.embeddings.embed.weight
     clf = BertClassifier(mlm.bert, 3).eval()
     assert clf(ids).shape == (B, 3) and clf.bert is mlm.bert
 
@@ -145,3 +145,11 @@ def test_attention_mask_conventions():
         model(ids, token_type_ids=torch.zeros(B, 5, dtype=torch.long))
     with pytest.raises(TypeError, match="num_labels must be a positive int"):
         BertClassifier(model, 2.0)
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    mlm = BertForMaskedLM(tiny())
+    with pytest.warns(DeprecationWarning, match="MaskedLMHead.decoder is deprecated: use MaskedLMHead.generator"):
+        assert mlm.head.decoder is mlm.head.generator
+    with pytest.warns(DeprecationWarning, match="BertEmbeddings.token is deprecated: use BertEmbeddings.embed"):
+        assert mlm.bert.embeddings.token is mlm.bert.embeddings.embed

@@ -22,7 +22,7 @@ def test_shapes_and_tied_output_layer():
     model = tiny()
     ids = torch.randint(0, V, (B, T))
     assert model(ids).shape == (B, T, V)
-    assert model.lm_head.weight is model.token_embedding.weight
+    assert model.generator.weight is model.embed.weight
     assert all(layer.cross_attn is None for layer in model.decoder.layers)
     untied = tiny(tie_weights=False)
     assert untied.num_parameters() == model.num_parameters() + V * D
@@ -43,9 +43,9 @@ def test_no_future_leak():
 
 def test_no_future_leak_in_the_gradients_while_training():
     model = tiny(dropout=0.0).train()
-    emb = model.token_embedding(torch.randint(0, V, (1, 7))).detach().requires_grad_()
-    x = model.position(emb)
-    out = model.lm_head(model.decoder(x, None, tgt_mask=causal_mask(7)))
+    emb = model.embed(torch.randint(0, V, (1, 7))).detach().requires_grad_()
+    x = model.pos(emb)
+    out = model.generator(model.decoder(x, None, tgt_mask=causal_mask(7)))
     out[0, 3].sum().backward()
     grad = emb.grad[0].abs().sum(-1)
     assert (grad[4:] == 0).all() and (grad[:4] > 0).all()
@@ -178,3 +178,18 @@ def test_ids_and_cache_steps_speak():
         kv_cache_step(attn, x, past, past)
     with pytest.raises(TypeError, match="use_cache must be True or False"):
         model.generate(ids, 2, use_cache="yes")
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    model = tiny()
+    for old, new in (("lm_head", "generator"), ("token_embedding", "embed"), ("position", "pos")):
+        with pytest.warns(DeprecationWarning, match=f"GPT.{old} is deprecated: use GPT.{new}"):
+            assert getattr(model, old) is getattr(model, new)
+    import transformer_lib.gpt as gpt_module
+    with pytest.warns(DeprecationWarning, match="transformer_lib.gpt.causal_self_mask is deprecated: use "
+                                                "transformer_lib.masks.causal_mask"):
+        assert gpt_module.causal_self_mask is causal_mask
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        gpt_module.no_such_name
+    with pytest.raises(AttributeError):
+        model.no_such_module

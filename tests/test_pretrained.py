@@ -134,7 +134,7 @@ def test_loader_copies_every_tensor():
     model = P.load_weights(BertModel(TINY), state)
     assert torch.equal(model.encoder.layers[1].self_attn.w_k.weight, state["encoder.layer.1.attention.self.key.weight"])
     assert torch.equal(model.encoder.layers[0].feed_forward.linear2.bias, state["encoder.layer.0.output.dense.bias"])
-    assert torch.equal(model.embeddings.token.weight, state["embeddings.word_embeddings.weight"])
+    assert torch.equal(model.embeddings.embed.weight, state["embeddings.word_embeddings.weight"])
 
 
 def test_loader_names_a_missing_tensor():

@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from .encoder import Encoder
+from ._deprecated import RenamedAttributes
 from .config import ModelConfig
 from .feed_forward import get_activation
 from .masks import attention_mask_from
+from .positional import LearnedPositionalEmbedding
 from .utils import count_parameters
 from .validation import check_hidden, check_int, check_positive_int, check_tensor
 
@@ -69,29 +71,30 @@ class BertConfig(ModelConfig):
         return cls(**fields)
 
 
-class BertEmbeddings(nn.Module):
+class BertEmbeddings(RenamedAttributes, nn.Module):
     """Token + learned position (+ segment) embeddings, summed, then LayerNorm and dropout.
+
+    Its parts are named as in the other models: ``embed`` (the token embedding), ``pos`` (a
+    :class:`~transformer_lib.positional.LearnedPositionalEmbedding`), and ``token_type``.
 
     Shape:
         ids ``(B, T)``, token_type_ids ``(B, T)`` or None -> ``(B, T, D)``.
     """
 
+    RENAMED = {"token": "embed", "position": "pos"}
+
     def __init__(self, config: BertConfig):
         super().__init__()
         c = config
-        self.token = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
-        self.position = nn.Embedding(c.max_len, c.d_model)
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.pos = LearnedPositionalEmbedding(c.d_model, c.max_len)
         self.token_type = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
-        self.max_len = c.max_len
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         check_tensor("ids", ids, ndim=2, floating=False)
-        T = ids.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"sequence length {T} is longer than max_len={self.max_len}")
-        x = self.token(ids) + self.position(torch.arange(T, device=ids.device))      # (B, T, D) + (T, D)
+        x = self.pos(self.embed(ids))                                                   # (B, T) -> (B, T, D)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(ids)
@@ -145,9 +148,11 @@ class BertModel(nn.Module):
         return count_parameters(self)
 
 
-class MaskedLMHead(nn.Module):
+class MaskedLMHead(RenamedAttributes, nn.Module):
     """BERT's masked-LM head: dense + activation + LayerNorm, then scores over the vocabulary
-    with the (tied) token embedding matrix. ``(B, T, D) -> (B, T, V)``."""
+    with the (tied) token embedding matrix: the ``generator``, as in the other models. ``(B, T, D) -> (B, T, V)``."""
+
+    RENAMED = {"decoder": "generator"}
 
     def __init__(self, config: BertConfig, embedding: nn.Embedding):
         super().__init__()
@@ -161,12 +166,12 @@ class MaskedLMHead(nn.Module):
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = get_activation(config.activation)
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.d_model, config.vocab_size)
-        self.decoder.weight = embedding.weight                                          # tied: (V, D)
+        self.generator = nn.Linear(config.d_model, config.vocab_size)
+        self.generator.weight = embedding.weight                                        # tied: (V, D)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         check_hidden("hidden", hidden, self.dense.in_features, self.dense.weight, "the masked-LM head", length="T")
-        return self.decoder(self.norm(self.activation(self.dense(hidden))))            # (B, T, D) -> (B, T, V)
+        return self.generator(self.norm(self.activation(self.dense(hidden))))          # (B, T, D) -> (B, T, V)
 
 
 class BertForMaskedLM(nn.Module):
@@ -175,7 +180,7 @@ class BertForMaskedLM(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.bert = BertModel(config)
-        self.head = MaskedLMHead(config, self.bert.embeddings.token)
+        self.head = MaskedLMHead(config, self.bert.embeddings.embed)
 
     def forward(self, ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
         return self.head(self.bert(ids, token_type_ids, attention_mask))

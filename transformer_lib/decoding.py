@@ -99,7 +99,7 @@ def greedy_decode(model, src: torch.Tensor, max_len: int, bos_id: int = BOS_ID, 
 
 
 def length_penalty(length: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
-    """GNMT length penalty ``((5 + L) / 6) ** alpha`` (1 for ``alpha = 0``)."""
+    """GNMT length penalty ``((5 + T) / 6) ** alpha`` of an output of ``T`` tokens (1 for ``alpha = 0``)."""
     check_number("alpha", alpha)
     if not isinstance(length, torch.Tensor):
         check_int("length", length, minimum=0)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .decoder import Decoder
-from ._deprecated import moved
+from ._deprecated import RenamedAttributes, moved
 from .config import ModelConfig
 from .kv_cache import DecoderCache, new_cache
 from .masks import causal_mask
@@ -79,7 +79,7 @@ class GPTConfig(ModelConfig):
         return cls(**fields)
 
 
-class GPT(nn.Module):
+class GPT(RenamedAttributes, nn.Module):
     """A decoder-only Transformer language model.
 
     Args:
@@ -90,22 +90,27 @@ class GPT(nn.Module):
         that follows ``ids[:, i]``. With a ``cache`` (:meth:`new_cache`), ``ids`` holds only
         the new tokens; their positions continue after the cached ones.
 
+    Its parts have the Transformer's names: ``embed`` (token embedding), ``pos`` (learned
+    positions), ``decoder`` and ``generator`` (the output layer, tied to ``embed``).
+
     There is no padding mask: batches are equal-length windows of text, or right-padded
     sequences whose padding no real token can see (it comes after them).
     """
+
+    RENAMED = {"token_embedding": "embed", "position": "pos", "lm_head": "generator"}
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = c = config
-        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.position = LearnedPositionalEmbedding(c.max_len, c.d_model, c.dropout)
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos = LearnedPositionalEmbedding(c.d_model, c.max_len, c.dropout)
         self.decoder = Decoder(c.num_layers, c.layer, cross_attention=False)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.generator = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self._init_weights()
         if c.tie_weights:
-            self.lm_head.weight = self.token_embedding.weight          # one (V, D) matrix, two uses
+            self.generator.weight = self.embed.weight                  # one (V, D) matrix, two uses
 
     def _init_weights(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and the projections that
@@ -131,8 +136,8 @@ class GPT(nn.Module):
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
                              f"got values from {int(ids.min())} to {int(ids.max())}")
         mask = causal_mask(T, past, ids.device)                                     # (T, past + T)
-        x = self.position(self.token_embedding(ids), offset=past)                   # (B, T) -> (B, T, D)
-        return self.lm_head(self.decoder(x, None, tgt_mask=mask, cache=cache))      # (B, T, D) -> (B, T, V)
+        x = self.pos(self.embed(ids), offset=past)                                  # (B, T) -> (B, T, D)
+        return self.generator(self.decoder(x, None, tgt_mask=mask, cache=cache))    # (B, T, D) -> (B, T, V)
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,

@@ -147,18 +147,20 @@ class LearnedPositionalEmbedding(nn.Module):
     """A trained vector per position (as in BERT and GPT), added to the input.
 
     Args:
-        max_len: number of positions (the model cannot read longer sequences).
         d_model: feature size D.
+        max_len: number of positions (the model cannot read longer sequences).
         dropout: dropout after the addition.
+
+    The arguments come in the order of :class:`PositionalEncoding`'s, so the two are interchangeable.
 
     Shape:
         x ``(B, T, D)`` -> ``(B, T, D)``.
     """
 
-    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, max_len: int, dropout: float = 0.0):
         super().__init__()
-        self.max_len = check_positive_int("max_len", max_len)
         self.d_model = check_positive_int("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
         self.embedding = nn.Embedding(max_len, d_model)
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
 
@@ -172,4 +174,4 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.dropout(x + self.embedding(positions))                     # (B, T, D) + (T, D)
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, d_model={self.d_model}"
+        return f"d_model={self.d_model}, max_len={self.max_len}"

@@ -193,8 +193,8 @@ def load_checkpoint(path: str | Path | None = None, verify: bool = True) -> dict
 #: Hugging Face's ``nn.Linear`` stores ``(out_features, in_features)`` weights as ours does,
 #: so no tensor needs transposing.
 NAME_TABLE: dict[str, str] = {
-    "embeddings.word_embeddings.weight": "embeddings.token.weight",
-    "embeddings.position_embeddings.weight": "embeddings.position.weight",
+    "embeddings.word_embeddings.weight": "embeddings.embed.weight",
+    "embeddings.position_embeddings.weight": "embeddings.pos.embedding.weight",
     "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
     "embeddings.LayerNorm.weight": "embeddings.norm.weight",
     "embeddings.LayerNorm.bias": "embeddings.norm.bias",

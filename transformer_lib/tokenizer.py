@@ -130,9 +130,9 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], add_bos: bool = False, add_eos: bool = False,
                      max_len: int | None = None) -> torch.Tensor:
-        """Encode several texts into one ``(B, L)`` LongTensor, padded with ``<pad>`` on the right.
+        """Encode several texts into one ``(B, T)`` LongTensor, padded with ``<pad>`` on the right.
 
-        ``L`` is the longest encoding, or ``max_len`` when given (longer texts are an error,
+        ``T`` is the longest encoding, or ``max_len`` when given (longer texts are an error,
         never silently cut).
         """
         if isinstance(texts, str):
@@ -151,7 +151,7 @@ class Tokenizer:
         return batch
 
     def decode_batch(self, ids: torch.Tensor, skip_special: bool = True) -> list[str]:
-        """Texts of a ``(B, L)`` batch of ids."""
+        """Texts of a ``(B, T)`` batch of ids."""
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
-            raise ValueError("decode_batch takes a (B, L) tensor of ids")
+            raise ValueError("decode_batch takes a (B, T) tensor of ids")
         return [self.decode(row, skip_special=skip_special) for row in ids]

@@ -119,7 +119,7 @@ class ReviewWorld:
 
     # ---- ids -------------------------------------------------------------------------------
     def encode(self, sentences: list[str], max_len: int | None = None) -> torch.Tensor:
-        """``[CLS] words [SEP]`` ids ``(B, L)``, padded with ``<pad>`` (0) on the right.
+        """``[CLS] words [SEP]`` ids ``(B, T)``, padded with ``<pad>`` (0) on the right.
         The word ``[MASK]`` may appear in a sentence (for fill-in-the-blank)."""
         if isinstance(sentences, str):
             raise TypeError("encode takes a list of sentences, got a single str")

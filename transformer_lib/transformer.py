@@ -99,9 +99,8 @@ class TransformerConfig(ModelConfig):
 
 
 def _positions(config: TransformerConfig) -> nn.Module:
-    if config.positional == "sinusoidal":
-        return PositionalEncoding(config.d_model, config.max_len, config.dropout)
-    return LearnedPositionalEmbedding(config.max_len, config.d_model, config.dropout)
+    kind = PositionalEncoding if config.positional == "sinusoidal" else LearnedPositionalEmbedding
+    return kind(config.d_model, config.max_len, config.dropout)
 
 
 def count_transformer_parameters(config: TransformerConfig) -> int:
