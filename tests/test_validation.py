@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from transformer_lib import utils
+from transformer_lib import runtime, utils
 from transformer_lib.validation import (check_bool_mask, check_dtype_matches, check_feature_size, check_flag,
                                         check_int, check_module, check_number, check_positive_int,
                                         check_probability, check_same_dtype, check_tensor, check_token_ids, is_int)
@@ -102,6 +102,9 @@ def test_dtypes_and_feature_sizes():
 def test_modules_and_the_old_import_path():
     with pytest.raises(TypeError, match=r"module must be an nn.Module .*Tensor of shape \(3,\).*x.numel\(\)"):
         check_module("module", torch.zeros(3))
-    # checks/, plotting/ and the notebooks import these from utils, where they used to live
-    assert utils.check_positive_int is check_positive_int and utils.check_tensor is check_tensor
-    assert utils.check_probability is check_probability
+    # they used to live in utils: the old names still work for one release, with a DeprecationWarning
+    with pytest.warns(DeprecationWarning, match="transformer_lib.utils.check_tensor is deprecated: use "
+                                                "transformer_lib.validation.check_tensor"):
+        assert utils.check_tensor is check_tensor
+    with pytest.warns(DeprecationWarning, match="transformer_lib.runtime.assert_trained"):
+        assert utils.assert_trained is runtime.assert_trained

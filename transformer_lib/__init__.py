@@ -21,7 +21,8 @@ from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from .positional import LearnedPositionalEmbedding, PositionalEncoding, sinusoidal_positional_encoding
 from .tokenizer import Tokenizer
 from .transformer import Transformer, TransformerConfig
-from .utils import count_parameters, pick_device, seed_everything
+from .runtime import pick_device, seed_everything
+from .utils import count_parameters
 
 __version__ = "0.1.0"
 

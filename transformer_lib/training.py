@@ -16,12 +16,9 @@ import torch
 from torch import nn
 
 from .multi_head_attention import fused_attention
-from .utils import smoke_test_mode
+from .runtime import SMOKE_STEPS, smoke_test_mode
 from .validation import (check_device, check_flag, check_int, check_module, check_number, check_path,
                          check_positive_int, check_sequence, check_tensor, out_of_range_targets)
-
-#: Steps a training loop runs when TRANSFORMER_COURSE_SMOKE=1 (the exercise-notebook tests).
-SMOKE_STEPS = 3
 
 
 @dataclass
@@ -67,7 +64,7 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
         model: the model (its parameters must be in ``optimizer``).
         batches: an iterable of batches (cycled when exhausted) or a function ``step -> batch``.
         loss_fn: ``loss_fn(model, batch) -> scalar loss``.
-        steps: number of optimiser steps (3 in smoke-test mode, see ``utils.smoke_test_mode``).
+        steps: number of optimiser steps (``SMOKE_STEPS`` in smoke-test mode, see ``runtime.smoke_test_mode``).
         optimizer: e.g. ``torch.optim.AdamW(model.parameters(), lr=...)``.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
         clip_norm: clip the gradients' global norm to this value (``None``: no clipping).
