@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from transformer_lib.checks import (CheckFailed, check_layer_name_map, check_pool_sentence_embeddings,
                                     check_wordpiece_word)
 from transformer_lib.checks.pretrained import wordpiece_with_mistake
-from transformer_lib.pretrained import layer_name_map, pool_sentence_embeddings
+from transformer_lib.pretrained import layer_name_map
+from transformer_lib.sentence_encoder import pool_sentence_embeddings
 from transformer_lib.wordpiece import wordpiece_word
 
 

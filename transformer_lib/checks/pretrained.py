@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ..pretrained import l2_normalize, layer_name_map, mean_pooling, pool_sentence_embeddings
+from ..pretrained import layer_name_map
+from ..sentence_encoder import l2_normalize, mean_pooling, pool_sentence_embeddings
 from ..wordpiece import MAX_CHARS_PER_WORD, wordpiece_word
 from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
 
