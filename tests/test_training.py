@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import B, T
+from transformer_lib.checkpoint import load_model, save_model
 from transformer_lib.data import DateTask
 from transformer_lib.decoding import greedy_decode
-from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, load_model,
-                                      lr_scheduler, noam_lr, noam_scheduler, save_model, seq2seq_loss, shift_right,
-                                      token_accuracy, train, warmup_linear_decay_lr)
+from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, lr_scheduler,
+                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, token_accuracy, train,
+                                      warmup_linear_decay_lr)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
 V = 11
@@ -206,6 +207,10 @@ def test_save_then_load_gives_identical_outputs(task, tmp_path):
     assert load_model(path).config == model.config
     with pytest.raises(TypeError, match="config"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    import transformer_lib.training as training
+    with pytest.warns(DeprecationWarning, match="transformer_lib.training.load_model is deprecated: use "
+                                                "transformer_lib.checkpoint.load_model"):
+        assert training.load_model is load_model
 
 
 def test_exact_match_and_token_accuracy(task):

@@ -15,10 +15,11 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
+from ._deprecated import moved
 from .multi_head_attention import fused_attention
 from .runtime import SMOKE_STEPS, smoke_test_mode
-from .validation import (check_device, check_flag, check_int, check_module, check_number, check_path,
-                         check_positive_int, check_sequence, check_tensor, out_of_range_targets)
+from .validation import (check_device, check_flag, check_int, check_module, check_number, check_positive_int,
+                         check_sequence, check_tensor, out_of_range_targets)
 
 
 @dataclass
@@ -321,30 +322,5 @@ def exact_match(predictions: Iterable[str], references: Iterable[str]) -> float:
     return sum(p == r for p, r in zip(predictions, references)) / max(len(references), 1)
 
 
-# -- saving and loading a trained model ------------------------------------------------------
-
-def save_model(model: nn.Module, path, **extra) -> None:
-    """Save a :class:`~transformer_lib.transformer.Transformer`'s config and weights to ``path``
-    (one file, ``torch.save``), plus any ``extra`` picklable-by-value items (e.g. the vocabulary)."""
-    check_module("model", model)
-    check_path("path", path)
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "to_dict"):
-        raise TypeError(f"save_model saves a model with a .config (TransformerConfig), got {type(model).__name__}")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": config.to_dict(), "state_dict": state, "extra": extra}, path)
-
-
-def load_model(path, device: torch.device | str = "cpu", return_extra: bool = False):
-    """Rebuild the model saved by :func:`save_model` (in eval mode, on ``device``).
-
-    Returns the model, or ``(model, extra)`` with ``return_extra=True``.
-    """
-    from .transformer import Transformer, TransformerConfig
-    saved = torch.load(check_path("path", path), map_location="cpu", weights_only=True)
-    if not isinstance(saved, dict) or not {"config", "state_dict"} <= set(saved):
-        raise ValueError(f"{path} is not a file written by save_model (it has no config and state_dict)")
-    model = Transformer(TransformerConfig.from_dict(saved["config"]))
-    model.load_state_dict(saved["state_dict"])
-    model.to(device).eval()
-    return (model, saved.get("extra", {})) if return_extra else model
+__getattr__ = moved(__name__, {"save_model": "transformer_lib.checkpoint:save_model",
+                               "load_model": "transformer_lib.checkpoint:load_model"})
