@@ -44,6 +44,14 @@ def test_every_check_is_found():
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=ids)
+def test_the_reference_lives_in_a_concept_module_not_in_checks(check):
+    """checks/ only checks: each exercise's reference is the library's own function of that concept."""
+    module = check.reference.__module__
+    assert module.startswith("transformer_lib.") and not module.startswith("transformer_lib.checks"), module
+    assert getattr(sys.modules[module], check.reference.__name__) is check.reference
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=ids)
 def test_the_reference_passes_and_is_returned(check, capsys):
     assert check(check.reference) is check.reference
     assert f"✅ {check.exercise_name} is correct" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import torch
 
 from transformer_lib.checks import CheckFailed, check_normalize_rows
 from transformer_lib.checks._core import PROGRESS_ENV, translate
-from transformer_lib.checks.start_here import normalize_rows
+from transformer_lib.start_here import normalize_rows
 
 
 def test_correct_function_passes_and_is_returned(capsys):
