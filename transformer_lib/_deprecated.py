@@ -1,8 +1,8 @@
 """Old names kept for one release: they still work, with a ``DeprecationWarning`` that names the new one.
 
-Issue 16 moved and renamed a few public names (the list is in CONTRIBUTING.md). A module keeps
-its old names with ``__getattr__ = moved(__name__, {"old": "module:new"})``; a class keeps old
-attribute names by listing them in ``RENAMED`` and inheriting :class:`RenamedAttributes`.
+When a public name moves or is renamed, a module keeps its old names with ``__getattr__ =
+moved(__name__, {"old": "package.module:new"})``; a class keeps old attribute names by listing them
+in ``RENAMED`` and inheriting :class:`RenamedAttributes`. Remove them in the next release.
 """
 from __future__ import annotations
 
