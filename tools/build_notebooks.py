@@ -195,27 +195,30 @@ def sha256(data: bytes) -> str:
 
 def build(solutions: Path, notebooks: Path, force: bool = False, check: bool = False,
           names: list[str] | None = None, log=print) -> int:
-    """Build; return 0 on success, 1 when ``check`` finds differences or edited notebooks block it."""
-    sources = select_lessons(solutions, names)
+    """Build; return 0 on success, 1 when ``check`` finds differences or edited notebooks block it.
+
+    Two steps: what ``notebooks/`` should hold (the stripping core, :func:`exercise_notebook`),
+    then :func:`sync`, which compares, protects edited notebooks and writes.
+    """
+    planned = {path.name: render(exercise_notebook(read_solution(path), path.name))
+               for path in select_lessons(solutions, names)}
+    return sync(planned, notebooks, force=force, check=check, log=log)
+
+
+def sync(planned: dict[str, bytes], notebooks: Path, force: bool = False, check: bool = False, log=print) -> int:
+    """Make ``notebooks/`` hold ``planned`` (``{file name: bytes}``) and the manifest record them.
+
+    A notebook that differs from ``planned`` and from the hash the manifest recorded was edited
+    since the last build: it stops the build (nothing is written) unless ``force``, which first
+    backs it up. ``check`` writes nothing and reports what is out of date.
+    """
     manifest_path = notebooks / MANIFEST
     manifest = read_manifest(manifest_path)
-    planned = {path.name: render(exercise_notebook(read_solution(path), path.name)) for path in sources}
-
-    changed, edited = [], []
-    for name, data in planned.items():
-        target = notebooks / name
-        if not target.exists():
-            changed.append(name)
-            continue
-        current = target.read_bytes()
-        if current == data:
-            continue
-        changed.append(name)
-        if manifest.get(name) != sha256(current):
-            edited.append(name)
-
-    new_manifest = {**manifest, **{name: sha256(data) for name, data in planned.items()}}
-    new_manifest = dict(sorted(new_manifest.items()))
+    changed = [name for name, data in planned.items()
+               if not (notebooks / name).exists() or (notebooks / name).read_bytes() != data]
+    edited = [name for name in changed
+              if (notebooks / name).exists() and manifest.get(name) != sha256((notebooks / name).read_bytes())]
+    new_manifest = dict(sorted({**manifest, **{name: sha256(data) for name, data in planned.items()}}.items()))
     manifest_stale = manifest != new_manifest
     if check:
         for name in changed:
