@@ -48,7 +48,7 @@ def test_scores_reject_wrong_versions(wrong, words):
         check_attention_scores(wrong)
 
 
-def test_missing_transpose_is_named_where_the_shapes_allow_it():
+def test_scores_missing_transpose_is_named_where_the_shapes_allow_it():
     """Where S == d_k, q @ k runs: the check names the mistake from the values."""
     calls = []
 
@@ -240,7 +240,7 @@ def test_attention_rejects_wrong_versions(wrong, words):
         check_scaled_dot_product_attention(wrong)
 
 
-def test_missing_transpose_is_named_where_the_shapes_allow_it():
+def test_attention_missing_transpose_is_named_where_the_shapes_allow_it():
     def transpose_only_when_needed(q, k, v, mask=None):
         if k.shape[-2] == k.shape[-1]:
             return attention_with(transpose_k=False)(q, k, v, mask)

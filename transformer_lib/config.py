@@ -24,17 +24,9 @@ __all__ = ["LayerConfig", "ModelConfig"]
 
 @dataclass(frozen=True)
 class LayerConfig:
-    """The hyper-parameters of one encoder or decoder layer, checked on construction.
-
-    Args:
-        d_model: model size D.
-        num_heads: attention heads H (D must be divisible by H).
-        d_ff: hidden size of the feed-forward network.
-        dropout: dropout on attention weights, after each sub-layer and inside the FFN.
-        norm_first: ``False`` for post-LN (the paper), ``True`` for pre-LN.
-        activation: ``"relu"``, ``"gelu"`` or ``"gelu_tanh"``.
-        layer_norm_eps: eps of the LayerNorms.
-    """
+    """The hyper-parameters of one encoder or decoder layer, checked on construction: the
+    arguments of :class:`~transformer_lib.encoder.EncoderLayer` (and ``DecoderLayer``), which say
+    what each one means."""
 
     d_model: int
     num_heads: int
