@@ -104,7 +104,7 @@ def test_explicit_vocabulary_keeps_its_order():
     (lambda: Tokenizer.from_corpus(CORPUS).encode(42), TypeError, "text must be a str"),
     (lambda: Tokenizer.from_corpus(CORPUS).decode([0, 999]), ValueError, "outside the vocabulary"),
     (lambda: Tokenizer.from_corpus(CORPUS).decode(torch.zeros(2, 3, dtype=torch.long)), ValueError, "decode_batch"),
-    (lambda: Tokenizer.from_corpus(CORPUS).decode_batch(torch.zeros(3, dtype=torch.long)), ValueError, r"\(B, L\)"),
+    (lambda: Tokenizer.from_corpus(CORPUS).decode_batch(torch.zeros(3, dtype=torch.long)), ValueError, r"\(B, T\)"),
     (lambda: Tokenizer.from_corpus(CORPUS).encode_batch("the cat"), TypeError, "list of texts"),
 ])
 def test_bad_arguments_raise_clear_errors(make, error, words):

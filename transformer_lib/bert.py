@@ -141,7 +141,7 @@ class BertModel(nn.Module):
         return torch.tanh(self.pooler(hidden[:, 0]))
 
     def attention_weights(self) -> list[torch.Tensor | None]:
-        """The last eval-mode self-attention weights ``(B, H, T, T)`` of every layer."""
+        """The last self-attention weights ``(B, H, T, T)`` of every layer (``None`` where fused)."""
         return self.encoder.attention_weights()
 
     def num_parameters(self) -> int:

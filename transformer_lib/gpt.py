@@ -187,7 +187,7 @@ class GPT(RenamedAttributes, nn.Module):
         return out
 
     def attention_weights(self) -> list[torch.Tensor | None]:
-        """The last eval-mode self-attention weights ``(B, H, T, S)`` of every block."""
+        """The last self-attention weights ``(B, H, T, S)`` of every block (``None`` where fused)."""
         return self.decoder.attention_weights()["self"]
 
     def num_parameters(self) -> int:

@@ -100,6 +100,7 @@ def multi_head_attention_forward(mha: "MultiHeadAttention", query: torch.Tensor,
     if not isinstance(mha, MultiHeadAttention):
         raise TypeError(f"mha must be a MultiHeadAttention layer (its weights are used), got {type(mha).__name__}")
     mha.check_inputs(query, key, value)
+    check_flag("need_weights", need_weights)
     keys_values = project_keys_values if keys_values is None else keys_values
     if not callable(keys_values):
         raise TypeError(f"keys_values must be a function (mha, key, value) -> (k, v), such as a KVCache, "
@@ -169,7 +170,7 @@ class MultiHeadAttention(nn.Module):
         Returns:
             ``(output (B, T, D), weights (B, H, T, S) or None)``.
         """
-        need_weights = self.need_weights if need_weights is None else check_flag("need_weights", need_weights)
+        need_weights = self.need_weights if need_weights is None else need_weights
         out, weights = multi_head_attention_forward(self, query, key, value, mask, need_weights=need_weights,
                                                     dropout_p=self.dropout if self.training else 0.0,
                                                     keys_values=keys_values)

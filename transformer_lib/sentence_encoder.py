@@ -225,7 +225,8 @@ def attention_maps(encoder: SentenceEncoder, sentence: str) -> tuple[list[str], 
     encoder.hidden_states([sentence])
     weights = encoder.model.attention_weights()
     if any(w is None for w in weights):
-        raise RuntimeError("the model kept no attention weights: put it in eval mode (model.eval())")
+        raise RuntimeError("the model kept no attention weights: its attention layers are set to the fused kernel "
+                           "(need_weights = False)")
     return encoder.tokens(sentence), torch.stack([w[0] for w in weights])     # L x (H, T, T) -> (L, H, T, T)
 
 
