@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import B, D, H, S, T
-from transformer_lib.masks import causal_mask, padding_mask
+from transformer_lib.masks import padding_mask
 from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.torch_interop import torch_transformer_like
 from transformer_lib.transformer import Transformer, TransformerConfig, count_transformer_parameters
