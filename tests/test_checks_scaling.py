@@ -204,3 +204,16 @@ def test_all_reduce_check_explains_what_cannot_be_sent():
             average_gradients(model)
     with pytest.raises(CheckFailed, match="cannot be sent to another process"):
         check_average_gradients(uses_a_lock)
+
+
+def average_and_nudge(model):
+    average_gradients(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1.001)
+
+
+def test_all_reduce_check_says_the_parameters_must_not_change():
+    with pytest.raises(CheckFailed, match="also changed the parameters"):
+        check_average_gradients(average_and_nudge)
+    assert no_stray_children()

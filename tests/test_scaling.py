@@ -261,7 +261,7 @@ def test_launch_returns_results_in_rank_order(monkeypatch):
     out = launch(rank_and_sum, 3, (10,))
     assert [o["result"]["rank"] for o in out] == [0, 1, 2]
     assert all(o["result"]["sum"] == 33.0 and o["result"]["world_size"] == 3 for o in out)
-    assert all(o["peak_memory_mb"] > 0 for o in out)
+    assert all(0 < o["peak_memory_mb"] < 1000 for o in out)      # the worker's own memory, not its parent's
     assert not multiprocessing.active_children() and port_is_free(ports[0])
 
 
@@ -289,26 +289,32 @@ def test_launch_needs_an_importable_worker():
 @pytest.fixture(scope="module")
 def parallel_runs():
     data = torch.randint(0, V, (500,), generator=torch.Generator().manual_seed(0))
-    run = DataParallelRun(tiny_config(), steps=4, batch_size=6, T=T, lr=1e-2)
+    run = DataParallelRun(tiny_config(), steps=4, batch_size=6, T=T)
+    adam = DataParallelRun(tiny_config(), steps=4, batch_size=6, T=T, lr=1e-2, optimizer="adamw")
     return {"data": data, "run": run,
             "one": train_data_parallel(run, data, 1),
             "accumulated": train_data_parallel(run, data, 1, accumulate=2),
             "ddp": train_data_parallel(run, data, 2),
-            "hand": train_data_parallel(run, data, 2, gradient_sync=average_gradients)}
+            "hand": train_data_parallel(run, data, 2, gradient_sync=average_gradients),
+            "adam_accumulated": train_data_parallel(adam, data, 1, accumulate=2),
+            "adam_ddp": train_data_parallel(adam, data, 2)}
 
 
 def test_ddp_equals_gradient_accumulation_bit_for_bit(parallel_runs):
     ddp, accumulated = parallel_runs["ddp"], parallel_runs["accumulated"]
     assert ddp["ranks_equal"]
     assert largest_difference(ddp["state"], accumulated["state"]) == 0
+    assert parallel_runs["adam_ddp"]["ranks_equal"]
+    assert largest_difference(parallel_runs["adam_ddp"]["state"], parallel_runs["adam_accumulated"]["state"]) == 0
+    assert largest_difference(parallel_runs["adam_ddp"]["state"], ddp["state"]) > 1e-3     # another optimiser
     assert len(ddp["losses"]) == 4 and len(ddp["peak_memory_mb"]) == 2
     assert not multiprocessing.active_children()
 
 
 def test_ddp_equals_one_process_with_the_whole_batch_up_to_rounding(parallel_runs):
     ddp, one = parallel_runs["ddp"], parallel_runs["one"]
-    assert largest_difference(ddp["first_step"], one["first_step"]) < 1e-5
-    assert largest_difference(ddp["state"], one["state"]) < 1e-3
+    assert largest_difference(ddp["first_step"], one["first_step"]) < 1e-6
+    assert largest_difference(ddp["state"], one["state"]) < 1e-5
     start = GPT(tiny_config()).state_dict()          # and the runs really trained
     assert largest_difference(one["state"], start) > 1e-3
 
@@ -328,6 +334,8 @@ def test_train_data_parallel_rejects_bad_arguments(parallel_runs):
         train_data_parallel(run, data, 2, accumulate=3)
     with pytest.raises(ValueError, match="longer than the model's max_len"):
         DataParallelRun(tiny_config(), steps=2, T=17)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        DataParallelRun(tiny_config(), steps=2, optimizer="adam")
 
 
 def test_train_data_parallel_runs_three_steps_in_smoke_mode(parallel_runs, monkeypatch):

@@ -25,6 +25,7 @@ takes the same step that one process with the whole batch would take::
 """
 from __future__ import annotations
 
+import dataclasses
 import dis
 import functools
 import importlib
@@ -39,9 +40,9 @@ import tempfile
 import time
 import traceback
 import types
-import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
+from multiprocessing.connection import wait as wait_for_processes
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -380,7 +381,17 @@ def cpu_description() -> str:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MB (``getrusage``: KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process so far, in MB.
+
+    On Linux ``VmHWM`` of ``/proc/self/status`` (``getrusage`` would also count the memory of the
+    parent that a spawned process was forked from before it started a fresh Python); elsewhere
+    ``getrusage`` (bytes on macOS, KiB on other systems)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
@@ -475,7 +486,7 @@ def launch(worker: Callable, world_size: int, args: tuple = (), timeout: float =
             while any(p.is_alive() for p in processes):
                 if any(p.exitcode not in (None, 0) for p in processes) or time.monotonic() > deadline:
                     break                                      # one failed (the others may wait for it) or too late
-                processes[0].join(0.05)
+                wait_for_processes([p.sentinel for p in processes if p.is_alive()], timeout=0.1)
         finally:
             started = [p for p in processes if p.pid is not None]
             for p in started:                                  # stop whatever still runs, then reap every process
@@ -591,15 +602,19 @@ class DataParallelRun:
 
     Each step draws ``batch_size`` windows of ``T`` tokens (:func:`text_windows`, the same on
     every process); process ``rank`` of ``W`` trains on rows ``rank * B / W`` to
-    ``(rank + 1) * B / W``. AdamW with a constant learning rate.
+    ``(rank + 1) * B / W``. The optimiser, with a constant learning rate ``lr``: ``"sgd"``
+    (with momentum 0.9: each step is linear in the gradient, so float rounding differences stay
+    rounding differences) or ``"adamw"`` (it divides by the root of the squared gradients, which
+    magnifies rounding differences in near-zero gradients over the steps).
     """
 
     config: GPTConfig
     steps: int
     batch_size: int = 32
     T: int = 64
-    lr: float = 3e-3
+    lr: float = 0.1
     seed: int = 0
+    optimizer: str = "sgd"
 
     def __post_init__(self):
         _check_config(self.config)
@@ -608,6 +623,8 @@ class DataParallelRun:
         check_positive_int("T", self.T)
         if self.T > self.config.max_len:
             raise ValueError(f"T={self.T} is longer than the model's max_len={self.config.max_len}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
 
 
 def _train_shard(run: DataParallelRun, data: torch.Tensor, rank: int, world_size: int,
@@ -622,7 +639,10 @@ def _train_shard(run: DataParallelRun, data: torch.Tensor, rank: int, world_size
     if sync == "ddp":
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model)                   # averages the gradients during backward()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr)
+    if run.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=run.lr, momentum=0.9)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr)
     rows = run.batch_size // world_size
     losses, step_seconds, first_step = [], [], None
     model.train()

@@ -206,8 +206,8 @@ def plot_data_parallel(step_ms: dict[str, float], world_size: int = 2,
     left.axis("off")
     left.set_title(title, fontsize=10)
     names = list(step_ms)
-    bars = right.bar(names, [step_ms[n] for n in names], color=[_C(0.2 + 0.6 * i / max(len(names) - 1, 1))
-                                                                 for i in range(len(names))])
+    bars = right.bar([n.replace(", ", ",\n") for n in names], [step_ms[n] for n in names],
+                     color=[_C(0.2 + 0.6 * i / max(len(names) - 1, 1)) for i in range(len(names))])
     for bar, n in zip(bars, names):
         right.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{step_ms[n]:.1f} ms", ha="center",
                    va="bottom", fontsize=8)
