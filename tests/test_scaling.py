@@ -335,7 +335,7 @@ def test_train_data_parallel_rejects_bad_arguments(parallel_runs):
     with pytest.raises(ValueError, match="longer than the model's max_len"):
         DataParallelRun(tiny_config(), steps=2, T=17)
     with pytest.raises(ValueError, match="optimizer must be"):
-        DataParallelRun(tiny_config(), steps=2, optimizer="adam")
+        DataParallelRun(tiny_config(), steps=2, T=T, optimizer="adam")
 
 
 def test_train_data_parallel_runs_three_steps_in_smoke_mode(parallel_runs, monkeypatch):

@@ -437,18 +437,21 @@ def _process_entry(worker: Callable, rank: int, world_size: int, port: int, out_
     loopback = _loopback_interface()
     if loopback and "GLOO_SOCKET_IFNAME" not in os.environ:
         os.environ["GLOO_SOCKET_IFNAME"] = loopback            # stay on this machine, whatever its hostname
-    out = Path(out_dir)
+    error = Path(out_dir) / f"rank{rank}.error"
     try:
         dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
         try:
-            result = worker(rank, world_size, *args)
-            result = {"result": result, "peak_memory_mb": peak_memory_mb()}
-            torch.save(result, out / f"rank{rank}.tmp")
-            os.replace(out / f"rank{rank}.tmp", out / f"rank{rank}.pt")
+            result = {"result": worker(rank, world_size, *args), "peak_memory_mb": peak_memory_mb()}
+            torch.save(result, Path(out_dir) / f"rank{rank}.tmp")
+            os.replace(Path(out_dir) / f"rank{rank}.tmp", Path(out_dir) / f"rank{rank}.pt")
+        except BaseException:
+            error.write_text(traceback.format_exc())           # before leaving the group: the others then
+            raise                                              # lose contact and fail, after this one
         finally:
             dist.destroy_process_group()
     except BaseException:  # noqa: BLE001 - report everything to the parent, then exit non-zero
-        (out / f"rank{rank}.error").write_text(traceback.format_exc())
+        if not error.exists():
+            error.write_text(traceback.format_exc())
         raise SystemExit(1)
 
 
