@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 from .gpt import GPT, GPTConfig, causal_lm_loss
-from .utils import check_positive_int, check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_positive_int, check_tensor
 
 __all__ = [
     "gpt3_config", "matmul_parameters", "parameter_counts", "training_flops_per_token", "count_training_flops",
