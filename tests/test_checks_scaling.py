@@ -188,7 +188,7 @@ def test_all_reduce_check_accepts_correct_versions(capsys):
     (all_reduces_a_copy, "ran on a copy"),
     (sets_grads_to_none, "gradients are None"),
     (only_rank_zero_divides, "different gradients"),
-    (raises_inside, r"raised \w+ in the worker processes(.|\n)*at line: dist.all_reduce\(p.grad, op=\"mean\"\)"),
+    (raises_inside, r"raised \w+ on a GPT(.|\n)*\(in a worker process\)(.|\n)*at line: dist.all_reduce\(p.grad, op=\"mean\"\)"),
 ])
 def test_all_reduce_check_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -216,4 +216,16 @@ def average_and_nudge(model):
 def test_all_reduce_check_says_the_parameters_must_not_change():
     with pytest.raises(CheckFailed, match="also changed the parameters"):
         check_average_gradients(average_and_nudge)
+    assert no_stray_children()
+
+
+def typo_before_the_all_reduce(model):
+    for p in model.parameters():
+        p.grad /= world_sise  # noqa: F821 - the learner's typo
+
+
+def test_all_reduce_check_shows_an_error_before_torch_distributed_at_once():
+    with pytest.raises(CheckFailed, match="raised NameError on a model outside any process group") as info:
+        check_average_gradients(typo_before_the_all_reduce)
+    assert isinstance(info.value.learner_error, NameError)
     assert no_stray_children()

@@ -113,8 +113,9 @@ def _sync_cases():
 
 
 def _case_model_and_batch(config, rows, T, seed):
-    torch.manual_seed(seed)
-    model = GPT(config).train()
+    with torch.random.fork_rng(devices=[]):                  # the lesson's random state stays as it was
+        torch.manual_seed(seed)
+        model = GPT(config).train()
     ids = torch.randint(0, config.vocab_size, (rows, T), generator=torch.Generator().manual_seed(seed))
     return model, ids
 
@@ -179,10 +180,12 @@ def _all_close(got: dict, want: dict, scale: float = 1.0) -> bool:
     return all(got[n] is not None and torch.allclose(got[n], want[n] * scale, atol=1e-7, rtol=1e-4) for n in want)
 
 
-def _probe_not_implemented(fn) -> None:
-    """Call ``fn`` once here, outside any process group: the untouched stub stops the check as
-    "not implemented yet" before any worker starts. Other errors are expected here (there is no
-    process group in this process) and left to the workers to judge."""
+def _probe_here(fn) -> None:
+    """Call ``fn`` once in this process, outside any process group, before any worker starts: the
+    untouched stub stops the check as "not implemented yet", and an error of the learner's code that
+    happens before it reaches ``torch.distributed`` is shown at once, with its line. The error that
+    ``torch.distributed`` raises here (there is no process group in this process) is expected: the
+    workers judge the rest."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         return
@@ -191,13 +194,14 @@ def _probe_not_implemented(fn) -> None:
     causal_lm_loss(model(ids), ids).backward()
     try:
         call(fn, model, case="a model outside any process group")
-    except CheckFailed:
-        pass
+    except CheckFailed as e:
+        if e.learner_error is None or "process group" not in str(e.learner_error):
+            raise
 
 
 @exercise(reference=average_gradients)
 def check_average_gradients(fn):
-    _probe_not_implemented(fn)
+    _probe_here(fn)
     try:
         packed = pack_function(fn)
     except TypeError as e:
@@ -213,7 +217,7 @@ def check_average_gradients(fn):
                 where = f"\n    at line: {linecache.getline(filename, line).strip()}" if line else ""
                 hint = (" (every process must call dist.all_reduce on the same tensors in the same order)"
                         if "timed out" in message.lower() or "timeout" in message.lower() else "")
-                fail(f"your function raised {name} in the worker processes on {case}: {message}{hint}{where}")
+                fail(f"your function raised {name} on {case} (in a worker process): {message}{hint}{where}")
         want = _expected_grads(config, rows, T, seed)
         got = [r["after"] for r in per_rank]
         local = [r["local"] for r in per_rank]
