@@ -204,12 +204,17 @@ def test_under_grading_an_untouched_stub_says_zero_points_on_stderr_and_goes_on(
     assert out == ""
 
 
+# exercises that change their argument in place return None when right: their check says what stayed wrong
+IN_PLACE = {"check_average_gradients"}
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=ids)
 def test_under_grading_a_wrong_answer_says_why_and_zero_points_on_stderr_and_goes_on(check, capsys, monkeypatch):
     monkeypatch.setenv("TRANSFORMER_COURSE_GRADING", "1")
     assert check(returns_none) is check.reference
     out, err = capsys.readouterr()
-    assert err.startswith(f"❌ {check.exercise_name}: ") and "None" in err and "0 points" in err
+    assert err.startswith(f"❌ {check.exercise_name}: ") and "0 points" in err
+    assert "None" in err or check.__name__ in IN_PLACE
     assert out == ""
 
 
