@@ -155,6 +155,12 @@ def raises_inside(model):
         dist.all_reduce(p.grad, op="mean")
 
 
+def typo_after_the_all_reduce(model):
+    for p in model.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= dist.get_world_sise()
+
+
 def make_average(scale):
     """A closure: sent to the workers with the value of its free variable."""
     def fn(model):
@@ -188,7 +194,9 @@ def test_all_reduce_check_accepts_correct_versions(capsys):
     (all_reduces_a_copy, "ran on a copy"),
     (sets_grads_to_none, "gradients are None"),
     (only_rank_zero_divides, "different gradients"),
-    (raises_inside, r"raised \w+ on a GPT(.|\n)*\(in a worker process\)(.|\n)*at line: dist.all_reduce\(p.grad, op=\"mean\"\)"),
+    (raises_inside, r"raised TypeError on a model outside any process group"),     # before any worker starts
+    (typo_after_the_all_reduce, r"raised AttributeError on a GPT(.|\n)*\(in a worker process\)(.|\n)*"
+                                r"at line: p.grad /= dist.get_world_sise\(\)"),
 ])
 def test_all_reduce_check_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
