@@ -31,7 +31,8 @@ LIBRARY = os.path.dirname(transformer_lib.__file__) + os.sep
 # checks whose exercise takes no tensor, dict or module: nothing there to change in place
 NOTHING_TO_CHANGE = {"check_sinusoidal_positional_encoding", "check_rotation_for_offset",
                      "check_count_transformer_parameters", "check_noam_lr", "check_make_example",
-                     "check_layer_name_map"}
+                     "check_layer_name_map", "check_training_flops_per_token",
+                     "check_average_gradients"}      # its model's .grad is meant to change: the check judges it
 
 
 def ids(check):
@@ -39,7 +40,7 @@ def ids(check):
 
 
 def test_every_check_is_found():
-    assert len(CHECKS) == 33
+    assert len(CHECKS) == 35
     assert all(callable(c.reference) and c.exercise_name for c in CHECKS)
 
 
@@ -161,6 +162,12 @@ def test_changing_a_modules_parameter_fails_and_names_it():
 def wrong_on_purpose(reference):
     def fn(*args, **kwargs):
         result = reference(*args, **kwargs)
+        if result is None:                 # an exercise that works in place on a model's gradients
+            for value in args:
+                if isinstance(value, nn.Module):
+                    for p in value.parameters():
+                        if p.grad is not None:
+                            p.grad.mul_(2)
         return result * 2 + 1 if isinstance(result, torch.Tensor) else None
     return fn
 

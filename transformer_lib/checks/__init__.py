@@ -18,3 +18,4 @@ from .bert import *  # noqa: F401,F403
 from .gpt import *  # noqa: F401,F403
 from .text_to_text import *  # noqa: F401,F403
 from .pretrained import *  # noqa: F401,F403
+from .scaling import *  # noqa: F401,F403

@@ -16,3 +16,4 @@ from .transformer import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
 from .families import *  # noqa: F401,F403
 from .pretrained import *  # noqa: F401,F403
+from .scaling import *  # noqa: F401,F403
