@@ -1,10 +1,13 @@
 """transformer_lib: the Transformer built step by step in the course's lessons.
 
-Modules follow the lessons: ``tokenizer`` and ``embeddings`` (01), ``positional`` (02),
-``attention`` and ``masks`` (03), ``multi_head_attention`` (04), ``feed_forward``,
-``layer_norm`` and ``encoder`` (05), ``decoder`` (06), ``transformer`` (07), then training,
-the model families and pre-trained weights. ``checks`` holds the exercise checks and
-``plotting`` the pictures (the only module that imports matplotlib).
+Modules follow the lessons, and a module imports only its own and earlier lessons' (see
+``tests/test_layering.py``): ``runtime`` and ``validation`` (00), ``tokenizer`` and ``embeddings``
+(01), ``positional`` (02), ``attention`` and ``masks`` (03), ``multi_head_attention`` (04),
+``feed_forward``, ``layer_norm``, ``encoder`` and ``config`` (05), ``decoder`` (06), ``transformer``
+(07), ``training``, ``data``, ``decoding`` and ``checkpoint`` (08), ``bert`` and ``mlm`` (10),
+``gpt``, ``sampling`` and ``kv_cache`` (11), ``text_to_text`` (12), ``pretrained`` and
+``sentence_encoder`` (13), ``scaling`` (14). ``checks`` holds the exercise checks and ``plotting``
+the pictures (the only package that imports matplotlib).
 
 Conventions: batch first; masks are bool with **True = may attend**.
 """
