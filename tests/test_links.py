@@ -51,3 +51,15 @@ def test_readme_links_every_lesson_and_its_exercise_version():
     readme = (ROOT / "README.md").read_text()
     for lesson in sorted((ROOT / "solutions").glob("*.ipynb")):
         assert f"(solutions/{lesson.name})" in readme and f"(notebooks/{lesson.name})" in readme, lesson.name
+
+
+def test_lesson_00_map_and_table_list_every_lesson():
+    """Lesson 00's table and its course map name every lesson in solutions/, in order."""
+    from transformer_lib.plotting.course import LESSONS as MAP
+
+    lessons = sorted(p.stem for p in (ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    assert [num for num, _ in MAP] == [name[:2] for name in lessons]
+    start = json.loads((ROOT / "solutions" / "00_start_here.ipynb").read_text())
+    text = "\n".join("".join(c["source"]) for c in start["cells"] if c["cell_type"] == "markdown")
+    for name in lessons:
+        assert re.search(rf"^\| {name[:2]} \| \[[^\]]+\]\({name}\.ipynb\)", text, re.MULTILINE), name

@@ -13,18 +13,19 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 LESSONS = [
     ("00", "start here"), ("01", "embeddings"), ("02", "positions"), ("03", "attention"),
     ("04", "multi-head"), ("05", "encoder"), ("06", "decoder"), ("07", "Transformer"),
-    ("08", "training"), ("09", "BERT"), ("10", "GPT"), ("11", "T5"), ("12", "pre-trained"),
+    ("08", "training"), ("09", "translation"), ("10", "BERT"), ("11", "GPT"), ("12", "T5"),
+    ("13", "pre-trained"), ("14", "scaling up"),
 ]
 # one Okabe-Ito colour per part of the course
 PARTS = [("foundations", "#E69F00", range(0, 3)), ("the architecture", "#56B4E9", range(3, 8)),
-         ("training", "#009E73", range(8, 9)), ("three families", "#CC79A7", range(9, 12)),
-         ("real weights", "#D55E00", range(12, 13))]
+         ("training", "#009E73", range(8, 10)), ("three families", "#CC79A7", range(10, 13)),
+         ("real weights", "#D55E00", range(13, 14)), ("going further", "#F0E442", range(14, 15))]
 
 
 def plot_course_map():
-    """The thirteen lessons as a path of boxes, coloured by part of the course."""
-    fig, ax = plt.subplots(figsize=(9.5, 3.2))
-    per_row = 7
+    """The fifteen lessons as a path of boxes, coloured by part of the course."""
+    fig, ax = plt.subplots(figsize=(10.5, 3.3))
+    per_row = 8
     pos = {}
     for i, (num, name) in enumerate(LESSONS):
         row, col = divmod(i, per_row)
@@ -49,7 +50,7 @@ def plot_course_map():
     ax.set_ylim(-2.1, 0.65)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, -0.08), ncol=5, frameon=False, fontsize=8)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, -0.08), ncol=6, frameon=False, fontsize=8)
     ax.set_title("The course: each lesson builds on the one before")
     fig.tight_layout()
     return fig
