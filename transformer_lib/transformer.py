@@ -257,7 +257,7 @@ def dropout_sites(model: nn.Module, collapse_layers: bool = True) -> list[tuple[
         Rows ``(name, p, what it is applied to, where the idea comes from)``, in module order; a
         module used twice (the shared sinusoidal positions) is listed under both names.
     """
-    paper = "the paper, section 5.4"
+    paper = "the paper (section 5.4)"
     sub_layer = {EncoderLayer: {"dropout1": "self-attention", "dropout2": "feed-forward"},
                  DecoderLayer: {"dropout1": "self-attention", "dropout2": "cross-attention", "dropout3": "feed-forward"}}
     modules = dict(model.named_modules(remove_duplicate=False))
@@ -267,7 +267,7 @@ def dropout_sites(model: nn.Module, collapse_layers: bool = True) -> list[tuple[
         parent = modules.get(parent_name)
         if isinstance(module, MultiHeadAttention):
             row = (name, module.dropout, "attention weights, after the softmax",
-                   "tensor2tensor, the Annotated Transformer (not in the paper's text)")
+                   "tensor2tensor (not in the paper's text)")
         elif not isinstance(module, nn.Dropout):
             continue
         elif isinstance(parent, (PositionalEncoding, LearnedPositionalEmbedding)):

@@ -133,7 +133,8 @@ def plot_patches(image: torch.Tensor, patch_size: int, title: str = ""):
         ax_i.axvline(k * p - 0.5, color="#D55E00", linewidth=1.5)
     for n in range(patches.shape[0]):
         r, c = divmod(n, Wi // p)
-        ax_i.text(c * p + 0.2, r * p + 0.9, str(n), color="#0072B2", fontsize=8, fontweight="bold")
+        ax_i.text(c * p + 0.2, r * p + 0.9, str(n), color="#0072B2", fontsize=8, fontweight="bold",
+                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
     ax_i.set_xticks([])
     ax_i.set_yticks([])
     ax_i.set_title(f"{Hi} x {Wi} image, {p} x {p} patches")
