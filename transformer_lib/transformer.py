@@ -275,7 +275,7 @@ def dropout_sites(model: nn.Module, collapse_layers: bool = True) -> list[tuple[
         elif type(parent) in sub_layer and attr in sub_layer[type(parent)]:
             row = (name, module.p, f"{sub_layer[type(parent)][attr]} output, before the residual add", paper)
         elif isinstance(parent, FeedForward):
-            row = (name, module.p, "inside the feed-forward network, after the activation",
+            row = (name, module.p, "inside the FFN, after the activation",
                    "tensor2tensor's relu_dropout (not in the paper's text)")
         else:
             row = (name, module.p, "(not one of the course's places)", "")
