@@ -25,7 +25,7 @@ LESSON = {
     "positional": 2,
     "attention": 3, "masks": 3, "recall": 3,
     "multi_head_attention": 4,
-    "feed_forward": 5, "layer_norm": 5, "encoder": 5, "config": 5,
+    "feed_forward": 5, "layer_norm": 5, "encoder": 5, "config": 5, "vision": 5,
     "decoder": 6,
     "transformer": 7, "torch_interop": 7,
     "training": 8, "data": 8, "decoding": 8, "checkpoint": 8,

@@ -4,14 +4,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from torch import nn
 
 from conftest import B, D, H, S, T
 from transformer_lib.masks import padding_mask
 from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.torch_interop import torch_transformer_like
-from transformer_lib.transformer import Transformer, TransformerConfig, count_transformer_parameters
+from transformer_lib.transformer import Transformer, TransformerConfig, count_transformer_parameters, dropout_sites
 
 V_SRC, V_TGT = 13, 17
 
@@ -222,3 +224,35 @@ def test_ids_of_a_small_integer_dtype_are_named():
     with pytest.raises(TypeError, match=r"src must be an integer tensor of token ids in int64 .*src.long\(\)"):
         model(src.to(torch.uint8), tgt)
     torch.testing.assert_close(model(src.int(), tgt.int()), model(src, tgt))
+
+
+def test_dropout_sites_lists_every_dropout_of_the_model_and_where_it_sits():
+    model = Transformer(config(dropout=0.25))
+    rows = dropout_sites(model)
+    names = [r[0] for r in rows]
+    assert names == ["src_pos.dropout", "tgt_pos.dropout",
+                     "encoder.layers.*.self_attn", "encoder.layers.*.feed_forward.dropout",
+                     "encoder.layers.*.dropout1", "encoder.layers.*.dropout2",
+                     "decoder.layers.*.self_attn", "decoder.layers.*.cross_attn",
+                     "decoder.layers.*.feed_forward.dropout",
+                     "decoder.layers.*.dropout1", "decoder.layers.*.dropout2", "decoder.layers.*.dropout3"]
+    assert all(r[1] == 0.25 for r in rows)
+    where = dict((r[0], r[2]) for r in rows)
+    assert where["src_pos.dropout"] == "sum of embeddings and positions"
+    assert where["decoder.layers.*.dropout2"] == "cross-attention output, before the residual add"
+    assert where["encoder.layers.*.self_attn"] == "attention weights, after the softmax"
+    # every nn.Dropout of the model is in the uncollapsed list, once per name
+    full = dropout_sites(model, collapse_layers=False)
+    n_dropouts = sum(isinstance(m, nn.Dropout) for _, m in model.named_modules(remove_duplicate=False))
+    n_attention = 2 * 1 + 2 * 2                                        # 2 encoder + 2 x 2 decoder attentions
+    assert len(full) == n_dropouts + n_attention
+    assert "(not one of" in dropout_sites(nn.Sequential(nn.Dropout(0.5)))[0][2]
+
+
+def test_plot_dropout_scaling_draws_histograms_and_means():
+    from transformer_lib.plotting import plot_dropout_scaling
+    ps = [0.1, 0.5]
+    fig = plot_dropout_scaling({p: torch.nn.functional.dropout(torch.ones(100), p) for p in ps},
+                               {"scaled": [1.0, 1.0], "unscaled": [0.9, 0.5]}, ps)
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 2 + 1       # two curves + the line at 1
+    plt.close(fig)

@@ -3,9 +3,9 @@
 Modules follow the lessons, and a module imports only its own and earlier lessons' (see
 ``tests/test_layering.py``): ``runtime`` and ``validation`` (00), ``tokenizer`` and ``embeddings``
 (01), ``positional`` (02), ``attention`` and ``masks`` (03), ``multi_head_attention`` (04),
-``feed_forward``, ``layer_norm``, ``encoder`` and ``config`` (05), ``decoder`` (06), ``transformer``
-(07), ``training``, ``data``, ``decoding`` and ``checkpoint`` (08), ``bert`` and ``mlm`` (10),
-``gpt``, ``sampling`` and ``kv_cache`` (11), ``text_to_text`` (12), ``pretrained`` and
+``feed_forward``, ``layer_norm``, ``encoder``, ``config`` and ``vision`` (05), ``decoder`` (06),
+``transformer`` (07), ``training``, ``data``, ``decoding`` and ``checkpoint`` (08), ``bert`` and
+``mlm`` (10), ``gpt``, ``sampling`` and ``kv_cache`` (11), ``text_to_text`` (12), ``pretrained`` and
 ``sentence_encoder`` (13), ``scaling`` (14). ``checks`` holds the exercise checks and ``plotting``
 the pictures (the only package that imports matplotlib).
 

@@ -11,15 +11,18 @@ decoder's self-attention.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 from torch import nn
 
-from .decoder import Decoder
+from .decoder import Decoder, DecoderLayer
 from .embeddings import TokenEmbedding
-from .encoder import Encoder
+from .encoder import Encoder, EncoderLayer
+from .feed_forward import FeedForward
+from .multi_head_attention import MultiHeadAttention
 from .config import ModelConfig
 from .masks import decoder_self_mask, padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
@@ -237,3 +240,47 @@ def decode_target(model: Transformer, tgt: torch.Tensor, memory: torch.Tensor,
     tgt_mask = decoder_self_mask(tgt, model.config.pad_id)      # causal & target padding: (B, T) -> (B, 1, T, T)
     x = model.tgt_pos(model.tgt_embed(tgt))                      # (B, T) -> (B, T, D)
     return model.decoder(x, memory, tgt_mask, memory_mask)       # (B, T, D)
+
+
+def dropout_sites(model: nn.Module, collapse_layers: bool = True) -> list[tuple[str, float, str, str]]:
+    """Every place where ``model`` applies dropout, found by walking its module tree.
+
+    Finds each ``nn.Dropout`` (named after the module that holds it) and each attention layer's
+    dropout on its weights (a probability, ``MultiHeadAttention.dropout``, applied by
+    ``F.dropout`` inside the attention function).
+
+    Args:
+        model: any module built from the course's parts (a ``Transformer``, an ``Encoder``, ...).
+        collapse_layers: write ``layers.0.``, ``layers.1.``, ... as one row ``layers.*.``.
+
+    Returns:
+        Rows ``(name, p, what it is applied to, where the idea comes from)``, in module order; a
+        module used twice (the shared sinusoidal positions) is listed under both names.
+    """
+    paper = "the paper (section 5.4)"
+    sub_layer = {EncoderLayer: {"dropout1": "self-attention", "dropout2": "feed-forward"},
+                 DecoderLayer: {"dropout1": "self-attention", "dropout2": "cross-attention", "dropout3": "feed-forward"}}
+    modules = dict(model.named_modules(remove_duplicate=False))
+    rows: dict[str, list] = {}
+    for name, module in modules.items():
+        parent_name, _, attr = name.rpartition(".")
+        parent = modules.get(parent_name)
+        if isinstance(module, MultiHeadAttention):
+            row = (name, module.dropout, "attention weights, after the softmax",
+                   "tensor2tensor (not in the paper's text)")
+        elif not isinstance(module, nn.Dropout):
+            continue
+        elif isinstance(parent, (PositionalEncoding, LearnedPositionalEmbedding)):
+            row = (name, module.p, "sum of embeddings and positions", paper)
+        elif type(parent) in sub_layer and attr in sub_layer[type(parent)]:
+            row = (name, module.p, f"{sub_layer[type(parent)][attr]} output, before the residual add", paper)
+        elif isinstance(parent, FeedForward):
+            row = (name, module.p, "inside the FFN, after the activation",
+                   "tensor2tensor's relu_dropout (not in the paper's text)")
+        else:
+            row = (name, module.p, "(not one of the course's places)", "")
+        key = row[0]
+        if collapse_layers:
+            key = re.sub(r"layers\.\d+\.", "layers.*.", key)
+        rows.setdefault(key, [key, *row[1:]])
+    return [tuple(r) for r in rows.values()]

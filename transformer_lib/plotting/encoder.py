@@ -12,9 +12,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..feed_forward import get_activation
+from ..vision import image_to_patches
 from .core import heatmap, to_numpy
 
-__all__ = ["plot_layer_curves", "influence_matrix", "plot_influence"]
+__all__ = ["plot_layer_curves", "influence_matrix", "plot_influence", "plot_activations", "plot_patches"]
 
 # Okabe-Ito colours, distinguishable with colour blindness, in a fixed order
 _COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
@@ -81,6 +83,66 @@ def plot_influence(matrices: Mapping[str, torch.Tensor], tokens: Sequence[str] |
         heatmap(shown, tokens, tokens, title=name, xlabel="input position u", ylabel="output position t",
                 ax=ax, vmin=0.0, vmax=1.0, colorbar=False)
         ax.set_facecolor("white")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_activations(names: Sequence[str] = ("relu", "gelu", "gelu_tanh"), low: float = -4.0, high: float = 4.0,
+                     title: str = "Activation functions of the feed-forward network"):
+    """Two panels: each activation of ``feed_forward.ACTIVATIONS`` and its derivative (by autograd)."""
+    x = torch.linspace(low, high, 801, dtype=torch.float64, requires_grad=True)
+    fig, (ax_f, ax_d) = plt.subplots(1, 2, figsize=(10.0, 3.4))
+    styles = ["-", "--", ":"]
+    for i, name in enumerate(names):
+        y = get_activation(name)(x)
+        (dy,) = torch.autograd.grad(y.sum(), x)
+        for ax, values in ((ax_f, y), (ax_d, dy)):
+            ax.plot(to_numpy(x.detach()), to_numpy(values.detach()), styles[i % len(styles)],
+                    color=_COLOURS[i % len(_COLOURS)], label=name, linewidth=1.8)
+    for ax, label in ((ax_f, "f(x)"), (ax_d, "f'(x)")):
+        ax.axhline(0, color="grey", linewidth=0.5)
+        ax.axvline(0, color="grey", linewidth=0.5)
+        ax.set_xlabel("x")
+        ax.set_ylabel(label)
+        ax.legend(frameon=False, fontsize=9)
+    ax_f.set_title("the function")
+    ax_d.set_title("its derivative")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_patches(image: torch.Tensor, patch_size: int, title: str = ""):
+    """A grey image ``(Hi, Wi)`` with its patch grid numbered row by row, beside the patch sequence
+    ``(N, p * p)`` that the model reads (one row per patch, one column per pixel)."""
+    image = torch.as_tensor(image)
+    if image.dim() != 2:
+        raise ValueError(f"image must be one grey image (Hi, Wi), got shape {tuple(image.shape)}")
+    Hi, Wi = image.shape
+    p = int(patch_size)
+    if p <= 0 or Hi % p or Wi % p:
+        raise ValueError(f"patch_size={patch_size} must be positive and divide the image size {Hi} x {Wi}")
+    patches = image_to_patches(image[None, None].float(), p)[0]    # (Hi, Wi) -> (N, p*p)
+    fig, (ax_i, ax_s) = plt.subplots(1, 2, figsize=(9.0, 3.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    ax_i.imshow(to_numpy(image), cmap="Greys", vmin=0, vmax=1)
+    for k in range(1, Hi // p):
+        ax_i.axhline(k * p - 0.5, color="#D55E00", linewidth=1.5)
+    for k in range(1, Wi // p):
+        ax_i.axvline(k * p - 0.5, color="#D55E00", linewidth=1.5)
+    for n in range(patches.shape[0]):
+        r, c = divmod(n, Wi // p)
+        ax_i.text(c * p + 0.2, r * p + 0.9, str(n), color="#0072B2", fontsize=8, fontweight="bold",
+                  bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
+    ax_i.set_xticks([])
+    ax_i.set_yticks([])
+    ax_i.set_title(f"{Hi} x {Wi} image, {p} x {p} patches")
+    ax_s.imshow(to_numpy(patches), cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax_s.set_xlabel(f"pixel inside the patch (row by row): {p * p} numbers")
+    ax_s.set_ylabel("patch = token")
+    ax_s.set_yticks(range(patches.shape[0]))
+    ax_s.set_title(f"the sequence: {patches.shape[0]} tokens of {p * p} numbers")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -12,7 +12,7 @@ from .core import heatmap, to_numpy
 from .encoder import _COLOURS
 
 __all__ = ["plot_output_change", "plot_decoder_visibility", "plot_transformer_diagram",
-           "plot_parameter_breakdown", "plot_next_token_probs"]
+           "plot_parameter_breakdown", "plot_next_token_probs", "plot_dropout_scaling"]
 
 
 # --------------------------------------------------------------------------- lesson 06
@@ -228,5 +228,31 @@ def plot_next_token_probs(probs, tokens: Sequence[str], k: int = 10, title: str 
     ax.set_ylabel("probability")
     ax.set_title(title)
     ax.legend(frameon=False, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dropout_scaling(samples: Mapping[float, torch.Tensor], means: Mapping[str, Sequence[float]],
+                         ps: Sequence[float], title: str = "Dropout in training mode"):
+    """Left: histograms of dropout applied to a tensor of ones, one per rate p (values 0 and 1/(1-p)).
+    Right: the mean output against p, one line per entry of ``means`` (e.g. with and without the scaling)."""
+    fig, (ax_h, ax_m) = plt.subplots(1, 2, figsize=(10.0, 3.4))
+    for i, (p, values) in enumerate(samples.items()):
+        v = to_numpy(values.flatten())
+        ax_h.hist(v, bins=np.linspace(0, 2.6, 53), color=_COLOURS[i % len(_COLOURS)], alpha=0.7,
+                  label=f"p = {p}: 0 or 1/(1-p) = {1 / (1 - p):.2f}", weights=np.full(len(v), 1 / len(v)))
+    ax_h.set_xlabel("output value (every input is 1)")
+    ax_h.set_ylabel("fraction of outputs")
+    ax_h.set_title("what dropout does to ones")
+    ax_h.legend(frameon=False, fontsize=8)
+    for i, (label, values) in enumerate(means.items()):
+        ax_m.plot(list(ps), list(values), marker="o", markersize=4, color=_COLOURS[i % len(_COLOURS)], label=label)
+    ax_m.axhline(1.0, color="grey", linewidth=0.5)
+    ax_m.set_ylim(0, 1.2)
+    ax_m.set_xlabel("dropout rate p")
+    ax_m.set_ylabel("mean output")
+    ax_m.set_title("the expected value")
+    ax_m.legend(frameon=False, fontsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
