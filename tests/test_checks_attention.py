@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_lib import attention
-from transformer_lib.checks import (CheckFailed, check_attention_scores, check_scaled_dot_product_attention,
-                                    check_softmax)
+from transformer_lib import attention, masks
+from transformer_lib.checks import (CheckFailed, check_attention_scores, check_padding_mask,
+                                    check_scaled_dot_product_attention, check_softmax)
 from transformer_lib.checks.attention import attention_with_mistake
 
 
@@ -247,3 +247,68 @@ def test_attention_missing_transpose_is_named_where_the_shapes_allow_it():
         return attention.scaled_dot_product_attention(q, k, v, mask)
     with pytest.raises(CheckFailed, match=r"k is not transposed \(q @ k\)"):
         check_scaled_dot_product_attention(transpose_only_when_needed)
+
+
+# ---------------------------------------------------------------------------- the padding mask
+
+
+@pytest.mark.parametrize("fn", [
+    masks.padding_mask,
+    lambda ids, pad_id: (ids != pad_id).unsqueeze(1).unsqueeze(2),
+    lambda ids, pad_id: torch.ne(ids, pad_id).view(ids.shape[0], 1, 1, ids.shape[1]),
+    lambda ids, pad_id: ~(ids == pad_id)[:, None, None],
+    lambda ids, pad_id: torch.where(ids == pad_id, False, True).reshape(ids.shape[0], 1, 1, -1),
+    lambda ids, pad_id: (ids - pad_id).bool()[:, None, None, :],
+])
+def test_padding_mask_accepts_correct_versions(fn, capsys):
+    assert check_padding_mask(fn) is fn
+    assert "✅ padding_mask is correct on all 6 test cases" in capsys.readouterr().out
+
+
+def keys(mask):
+    return mask[:, None, None, :]
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda ids, pad_id: keys(ids == pad_id), r"True at the padding: it compares ids == pad_id"),
+    (lambda ids, pad_id: keys(ids != 0), r"compares with 0 \(ids != 0 or ids > 0\), not with pad_id = 3"),
+    (lambda ids, pad_id: keys(ids > 0), r"compares with 0 \(ids != 0 or ids > 0\), not with pad_id = 3"),
+    (lambda ids, pad_id: keys(torch.arange(ids.shape[1]) < (ids != pad_id).sum(1, keepdim=True)),
+     r"assumes the padding is always at the end"),
+    (lambda ids, pad_id: torch.ones(ids.shape[0], 1, 1, ids.shape[1], dtype=torch.bool),
+     r"marks every key True: the padding is not hidden"),
+    (lambda ids, pad_id: keys(ids != pad_id).float(), r"dtype torch.float32: a float 0/1 mask is not a bool mask"),
+    (lambda ids, pad_id: keys(torch.zeros(ids.shape).masked_fill(ids == pad_id, float("-inf"))),
+     r"an \*additive\* float mask \(0 = may attend, -inf = blocked\)"),
+    (lambda ids, pad_id: keys(torch.zeros(ids.shape).masked_fill(ids == pad_id, -1e9)),
+     r"an \*additive\* float mask \(0 = may attend, -1e\+09 = blocked\)"),
+    (lambda ids, pad_id: keys(ids != pad_id).long(), r"dtype torch.int64: an integer mask is not a bool mask"),
+    (lambda ids, pad_id: keys(ids != pad_id).to(torch.uint8), r"dtype torch.uint8: an integer mask"),
+    (lambda ids, pad_id: ids != pad_id, r"should have shape \(2, 1, 1, 7\), got \(2, 7\): the \(B, S\) comparison "
+     r"lacks the head and query axes. .*line up with \(T, S\) of the scores, and it does not broadcast at all"),
+    (lambda ids, pad_id: (ids != pad_id)[:, None, :, None], r"got \(2, 1, 7, 1\): the keys lie on the query axis"),
+    (lambda ids, pad_id: (ids != pad_id)[:, None, :], r"got \(2, 1, 7\): one axis is missing.*line up with \(H, T, S\)"),
+    (lambda ids, pad_id: (ids != pad_id)[:, :, None, None], r"got \(2, 7, 1, 1\): the keys lie on the head axis"),
+    (lambda ids, pad_id: (ids != pad_id)[None, None], r"got \(1, 1, 2, 7\): Against scores .* does not broadcast at all"),
+    (lambda ids, pad_id: keys(ids[:1] != pad_id), r"got \(1, 1, 1, 7\): Against scores .* broadcasts, but to the wrong places"),
+    (lambda ids, pad_id: keys(torch.tensor((ids != pad_id).tolist())), r"'meta' device, a stand-in for a GPU"),
+    (lambda ids, pad_id: keys(torch.zeros(ids.shape, dtype=torch.bool).logical_or(ids != pad_id)),
+     r"'meta' device, a stand-in for a GPU"),
+    (lambda ids, pad_id: keys(torch.stack([torch.tensor([t != pad_id for t in row.tolist()]) for row in ids])),
+     r"'meta' device"),
+    (lambda ids, pad_id: None, r"forget the `return` statement"),
+    (lambda ids, pad_id: keys(ids != pad_id).numpy(), r"got a NumPy array"),
+    (lambda ids: keys(ids != 0), r"keep the exercise's signature, padding_mask\(ids, pad_id\)"),
+])
+def test_padding_mask_rejects_wrong_versions(wrong, words):
+    with pytest.raises(CheckFailed, match=words):
+        check_padding_mask(wrong)
+
+
+def test_padding_mask_that_leaves_the_device_is_named():
+    """A mask built right, then moved to the CPU: on a GPU the mask would not meet the scores."""
+    def on_cpu(ids, pad_id):
+        mask = keys(ids != pad_id)
+        return mask if ids.device.type != "meta" else torch.ones(mask.shape, dtype=torch.bool)
+    with pytest.raises(CheckFailed, match=r"is on device cpu, but should be on meta: the mask must live where ids lives"):
+        check_padding_mask(on_cpu)

@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from transformer_lib.checks import CheckFailed, check_decoder_layer_forward, check_leaks_future
+from transformer_lib import masks
+from transformer_lib.checks import CheckFailed, check_causal_mask, check_decoder_layer_forward, check_leaks_future
 from transformer_lib.decoder import decoder_layer_forward, leaks_future
 
 
@@ -211,3 +212,68 @@ def test_leaks_future_rejects_wrong_versions(wrong, words):
 def test_leaks_future_accepts_a_bool_tensor(capsys):
     as_tensor = lambda fn, x: torch.tensor(leaks_future(fn, x))
     assert check_leaks_future(as_tensor) is as_tensor
+
+
+# --------------------------------------------------------------------------- the causal mask
+def loop_causal_mask(T, past=0, device=None):
+    """Another correct version: one row at a time."""
+    mask = torch.zeros(T, past + T, dtype=torch.bool, device=device)
+    for i in range(T):
+        mask[i, :past + i + 1] = True
+    return mask
+
+
+@pytest.mark.parametrize("fn", [
+    masks.causal_mask,
+    lambda T, past=0, device=None: torch.tril(torch.ones(T, past + T, dtype=torch.bool, device=device), diagonal=past),
+    lambda T, past=0, device=None: (torch.arange(past + T, device=device)[None, :]
+                                    <= torch.arange(T, device=device)[:, None] + past),
+    lambda T, past=0, device=None: torch.arange(T, device=device).unsqueeze(1) + past >= torch.arange(past + T, device=device),
+    lambda T, past=0, device=None: ~torch.ones(T, past + T, dtype=torch.bool, device=device).triu(past + 1),
+    lambda T, past=0, device=None: torch.ones(T, past + T, device=device).tril(past).bool(),
+    loop_causal_mask,
+])
+def test_causal_mask_accepts_correct_versions(fn, capsys):
+    assert check_causal_mask(fn) is fn
+    assert "✅ causal_mask is correct on all 7 test cases" in capsys.readouterr().out
+
+
+def ones(T, past, device=None, dtype=torch.bool):
+    return torch.ones(T, past + T, dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (lambda T, past=0, device=None: ones(T, past, device).tril(past - 1),
+     r"causal_mask\(T=5\) is wrong: the diagonal is missing \(a strict lower triangle\)"),
+    (lambda T, past=0, device=None: ones(T, past, device).tril(past + 1),
+     r"causal_mask\(T=5\) is wrong: it is off by one above the diagonal"),
+    (lambda T, past=0, device=None: ones(T, past, device).triu(past), r"it is the upper triangle \(triu\)"),
+    (lambda T, past=0, device=None: ones(T, past, device).triu(past + 1),
+     r"causal_mask\(T=5\) is inverted: it is True where a query may NOT attend"),
+    (lambda T, past=0, device=None: ones(T, past, device), r"it marks every key True"),
+    (lambda T, past=0, device=None: ones(T, past, device).tril(),
+     r"causal_mask\(T=3, past=4\) is wrong: it ignores `past`"),
+    (lambda T, past=0, device=None: torch.ones(T, T, dtype=torch.bool, device=device).tril(),
+     r"should have shape \(3, 7\), got \(3, 3\): there are past \+ T = 7 keys"),
+    (lambda T, past=0, device=None: torch.ones(past + T, past + T, dtype=torch.bool, device=device).tril(),
+     r"got \(7, 7\): there is one row per \*new\* query, T = 3"),
+    (lambda T, past=0, device=None: ones(T, past, device).tril(past)[None, None],
+     r"should have shape \(5, 5\), got \(1, 1, 5, 5\): it broadcasts, but the course's masks keep the causal mask 2-D"),
+    (lambda T, past=0, device=None: ones(T, past, device, torch.float32).tril(past),
+     r"dtype torch.float32: a float 0/1 mask is not a bool mask"),
+    (lambda T, past=0, device=None: torch.full((T, past + T), float("-inf"), device=device).triu(past + 1),
+     r"an \*additive\* float mask \(0 = may attend, -inf = blocked\), the kind nn.Transformer.generate_square_subsequent_mask"),
+    (lambda T, past=0, device=None: ones(T, past, device, torch.int64).tril(past),
+     r"dtype torch.int64: an integer mask is not a bool mask. ~ on integers is bitwise NOT"),
+    (lambda T, past=0, device=None: ones(T, past, device, torch.uint8).tril(past), r"dtype torch.uint8: an integer mask"),
+    (lambda T, past=0, device=None: ones(T, past).tril(past),
+     r"causal_mask\(T=4, past=2, device='meta' .*\) is on device cpu, but should be on meta: create the mask on the device"),
+    (lambda T, past=0, device=None: torch.arange(past + T, device=device)[None, :] < torch.arange(T, device=device)[:, None] + past,
+     r"diagonal is missing"),
+    (lambda T, past=0, device=None: None, r"forget the `return` statement"),
+    (lambda T, past=0, device=None: ones(T, past).tril(past).numpy(), r"got a NumPy array"),
+    (lambda T: ones(T, 0).tril(), r"keep the exercise's signature, causal_mask\(T, past=0, device=None\)"),
+])
+def test_causal_mask_rejects_wrong_versions(wrong, words):
+    with pytest.raises(CheckFailed, match=words):
+        check_causal_mask(wrong)

@@ -456,6 +456,8 @@ def _module_states(values) -> list[tuple[int, nn.Module, dict[str, torch.Tensor]
 
 
 def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and "meta" in (a.device.type, b.device.type):
+        return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device   # no values to compare
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
                 and a.dtype == b.dtype and bool(torch.equal(a.detach(), b.detach()) or (

@@ -1,4 +1,4 @@
-"""Checks for lesson 03's exercises: attention scores, softmax, scaled dot-product attention.
+"""Checks for lesson 03's exercises: attention scores, softmax, the padding mask, scaled dot-product attention.
 
 Each check runs the learner's function on tiny tensors of odd, pairwise different sizes
 (B=2, H=3, T=5, S=7, d_k=4, d_v=6), with masks, a fully masked query, a batch of 1 and T=1,
@@ -17,10 +17,11 @@ from typing import Callable
 import torch
 
 from ..attention import attention_scores, scaled_dot_product_attention, softmax
+from ..masks import padding_mask
 from ._core import (call, call_diagnosing, close, describe, diagnose, exercise, expect_close, expect_result,
-                    expect_tensor, fail, where_wrong)
+                    expect_tensor, fail, first_difference, where_wrong)
 
-__all__ = ["check_attention_scores", "check_softmax", "check_scaled_dot_product_attention"]
+__all__ = ["check_attention_scores", "check_softmax", "check_padding_mask", "check_scaled_dot_product_attention"]
 
 
 TRANSPOSE_HINT = ("did you forget to transpose k, or transpose the wrong axes? q (..., T, d_k) times k^T "
@@ -397,4 +398,163 @@ def check_scaled_dot_product_attention(fn):
             and any(x.dtype != torch.float16 for x in got):
         fail(f"on {case} the result should stay float16, got {got[0].dtype} and {got[1].dtype}")
     _expect_attention(got, q, k, v, mask, case, atol=1e-2, rtol=1e-2)
+    return len(cases) + 1
+
+
+# --------------------------------------------------------------------------------------------
+# exercise: the padding mask (and what every mask check judges)
+
+SCORE_AXES = ("B", "H", "T", "S")
+_MASK_DTYPE_FIX = ("a comparison such as ids != pad_id or >= already gives a bool tensor; otherwise create it with "
+                   "dtype=torch.bool or convert it with .bool()")
+
+
+def _mask_dtype_problem(got: torch.Tensor, expected: torch.Tensor) -> str:
+    """Why a mask of ``got``'s dtype is wrong (``got`` is not bool), naming the float and int kinds."""
+    values = None if got.device.type == "meta" else got.detach()
+    if got.is_floating_point():
+        if values is not None and bool(((values == 0) | (values < -1e3)).all()) and bool((values < -1e3).any()):
+            return (f"it is an *additive* float mask (0 = may attend, {values.min().item():.3g} = blocked), the kind "
+                    f"nn.Transformer.generate_square_subsequent_mask returns. The course's masks are bool with "
+                    f"True = may attend: return the condition itself, e.g. the comparison that is True where a query "
+                    f"may attend, not scores to add")
+        return (f"it has dtype {got.dtype}: a float 0/1 mask is not a bool mask. F.scaled_dot_product_attention "
+                f"*adds* a float mask to the scores (so 0 blocks nothing), and ~mask fails on floats. Masks are "
+                f"bool with True = may attend: {_MASK_DTYPE_FIX}")
+    return (f"it has dtype {got.dtype}: an integer mask is not a bool mask. ~ on integers is bitwise NOT (~1 = -2 "
+            f"and ~0 = -1, both non-zero), and masked_fill refuses {got.dtype} masks. Masks are bool with "
+            f"True = may attend: {_MASK_DTYPE_FIX}")
+
+
+def _broadcast_story(shape: tuple[int, ...], scores: tuple[int, ...]) -> str:
+    """How a mask of ``shape`` lines up with (B, H, T, S) scores: its axes meet the scores' from the right."""
+    names = SCORE_AXES[len(SCORE_AXES) - len(shape):] if len(shape) <= len(SCORE_AXES) else None
+    try:
+        result = tuple(torch.broadcast_shapes(shape, scores))
+    except RuntimeError:
+        result = None
+    lined = f"its axes line up with ({', '.join(names)}) of the scores" if names else "it has more axes than the scores"
+    if result is None:
+        return f"Against scores of shape (B, H, T, S) = {scores} {lined}, and it does not broadcast at all"
+    if result != scores:
+        return f"Against scores of shape (B, H, T, S) = {scores} {lined}, and broadcasting gives {result}, not the scores' shape"
+    return f"Against scores of shape (B, H, T, S) = {scores} {lined}: it broadcasts, but to the wrong places"
+
+
+def expect_mask(got, expected: torch.Tensor, what: str, *, scores: tuple[int, ...], shapes: dict | None = None,
+                mistakes: dict[str, torch.Tensor] | None = None, device_fix: str = "", hint: str = "") -> None:
+    """Fail unless ``got`` is the bool mask ``expected`` (True = may attend): type, dtype, shape (with
+    how a wrong one broadcasts against ``scores``), device, then values. A wrong shape found in
+    ``shapes`` ({shape: diagnosis}) or a value that equals one of ``mistakes`` is named; an
+    inverted mask always is."""
+    __tracebackhide__ = True
+    expect_result(got, what)
+    if not isinstance(got, torch.Tensor):
+        fail(f"{what} should be a bool torch.Tensor, got {describe(got)}")
+    if got.dtype != torch.bool:
+        fail(f"{what}: {_mask_dtype_problem(got, expected)}")
+    if tuple(got.shape) != tuple(expected.shape):
+        known = (shapes or {}).get(tuple(got.shape))
+        fail(f"{what} should have shape {tuple(expected.shape)}, got {tuple(got.shape)}: "
+             + (f"{known}. " if known else "")
+             + f"{_broadcast_story(tuple(got.shape), scores)}. {hint}")
+    if got.device != expected.device:
+        fail(f"{what} is on device {got.device}, but should be on {expected.device}: {device_fix}")
+    if expected.device.type == "meta":
+        return
+    if torch.equal(got, expected):
+        return
+    for diagnosis, wrong in (mistakes or {}).items():
+        if torch.equal(got, wrong):
+            fail(f"{what} is wrong: {diagnosis}")
+    if torch.equal(got, ~expected):
+        fail(f"{what} is inverted: it is True where a query may NOT attend (the convention of "
+             f"nn.MultiheadAttention's bool masks). The course's masks, like F.scaled_dot_product_attention's, "
+             f"are True = may attend")
+    index = first_difference(got, expected, atol=0.0, rtol=0.0)
+    fail(f"{what} is wrong: entry {list(index)} is {bool(got[index])}, expected {bool(expected[index])}. {hint}")
+
+
+_PADDING_FIX = "ids != pad_id gives the (B, S) keys, and [:, None, None, :] (or .unsqueeze(1).unsqueeze(2)) makes them (B, 1, 1, S)"
+
+
+def _padding_shapes(B: int, S: int) -> dict[tuple[int, ...], str]:
+    return {
+        (B, S): "the (B, S) comparison lacks the head and query axes",
+        (B, 1, S): "one axis is missing: the mask needs the head *and* the query axis",
+        (B, 1, S, 1): "the keys lie on the query axis: such a mask hides the *rows* (queries) of padding tokens, not "
+                      "their columns (keys)",
+        (B, S, 1, 1): "the keys lie on the head axis",
+        (B, 1, 1, 1, S): "one axis too many",
+    }
+
+
+def _padding_cases(g: torch.Generator) -> list[tuple[str, torch.Tensor, int]]:
+    ids = torch.randint(1, 9, (2, 7), generator=g)
+    ids[1, 4:] = 0
+    other = torch.randint(0, 9, (3, 5), generator=g)
+    other[other == 3] = 4
+    other[0, 3:] = 3                                                   # padding at the end
+    other[2, :2] = 3                                                   # padding at the start (left padding)
+    other[1, 1] = 0                                                    # 0 is a real token here
+    one = torch.randint(2, 9, (1, 6), generator=g)
+    all_pad = torch.tensor([[5, 6, 0, 0], [0, 0, 0, 0]])
+    short = torch.tensor([[4], [0], [7], [0]])
+    return [
+        ("ids of shape (2, 7), pad_id=0, the second sentence padded at the end", ids, 0),
+        ("ids of shape (3, 5), pad_id=3 (0 is a real token here), one sentence padded at the end, one at the start",
+         other, 3),
+        ("a batch of 1, ids of shape (1, 6) with no padding, pad_id=1", one, 1),
+        ("ids of shape (2, 4), pad_id=0, the second sentence all padding", all_pad, 0),
+        ("ids of shape (4, 1), pad_id=0 (sequences of one token)", short, 0),
+    ]
+
+
+def _padding_mistakes(ids: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
+    def keys(m):
+        return m[:, None, None, :]
+    lengths = (ids != pad_id).sum(dim=1, keepdim=True)
+    positions = torch.arange(ids.shape[1])
+    mistakes = {
+        "it marks every key True: the padding is not hidden. Compare ids with pad_id":
+            keys(torch.ones_like(ids, dtype=torch.bool)),
+        f"it assumes the padding is always at the end (position < number of real tokens); compare every id with "
+        f"pad_id instead, ids != pad_id": keys(positions < lengths),
+    }
+    if pad_id != 0:
+        mistakes = {f"it compares with 0 (ids != 0 or ids > 0), not with pad_id = {pad_id}: use ids != pad_id":
+                    keys(ids != 0), **mistakes}
+    return mistakes
+
+
+def _explain_device(error: BaseException) -> str | None:
+    if "meta" in str(error):
+        return ("the check passed ids on PyTorch's 'meta' device, a stand-in for a GPU (shapes, no values): build the "
+                "mask with tensor operations on ids (ids != pad_id), which stay on ids's device, not from Python "
+                "numbers or a new tensor on the CPU")
+    return None
+
+
+@exercise(reference=padding_mask)
+def check_padding_mask(fn):
+    """Check ``fn(ids, pad_id) -> (B, 1, 1, S)`` bool mask, True = may attend (the non-padding keys)."""
+    g = torch.Generator().manual_seed(7)
+    hints = {"unexpected keyword argument|positional argument": "keep the exercise's signature, padding_mask(ids, pad_id)"}
+    cases = _padding_cases(g)
+    for case, ids, pad_id in cases:
+        got = call(fn, ids, pad_id, case=case, hints=hints)
+        expected = padding_mask(ids, pad_id)
+        B, S = ids.shape
+        if isinstance(got, torch.Tensor) and got.dtype == torch.bool and tuple(got.shape) == (B, 1, 1, S) \
+                and torch.equal(got, (ids == pad_id)[:, None, None, :]):
+            fail(f"the mask for {case} is True at the padding: it compares ids == pad_id. True means *may attend*, "
+                 f"so the real tokens must be True: ids != pad_id")
+        expect_mask(got, expected, f"the mask for {case}", scores=(B, 3, 5, S), shapes=_padding_shapes(B, S),
+                    mistakes=_padding_mistakes(ids, pad_id), hint=f"Expected {_PADDING_FIX}.")
+    ids = torch.zeros(2, 7, dtype=torch.long, device="meta")
+    case = "ids of shape (2, 7) on another device ('meta', a stand-in for a GPU)"
+    got = call(fn, ids, 0, case=case, explain=_explain_device)
+    expect_mask(got, padding_mask(ids, 0), f"the mask for {case}", scores=(2, 3, 5, 7), shapes=_padding_shapes(2, 7),
+                device_fix="the mask must live where ids lives. Build it from ids with tensor operations "
+                           "(ids != pad_id); a new tensor needs device=ids.device")
     return len(cases) + 1

@@ -1,4 +1,7 @@
-"""Checks for lesson 06's exercises: the decoder layer's forward pass and the no-peeking test."""
+"""Checks for lesson 06's exercises: the causal mask, the no-peeking test and the decoder layer's forward pass.
+
+Masks are bool with **True = may attend**.
+"""
 from __future__ import annotations
 
 import torch
@@ -7,9 +10,66 @@ from torch import nn
 from ..decoder import DecoderLayer, decoder_layer_forward, leaks_future
 from ..masks import causal_mask, padding_mask
 from ._core import call, exercise, fail
+from .attention import expect_mask
 from .encoder import _random_norms, check_layer_output
 
-__all__ = ["check_decoder_layer_forward", "check_leaks_future"]
+__all__ = ["check_causal_mask", "check_decoder_layer_forward", "check_leaks_future"]
+
+
+# --------------------------------------------------------------------------- the causal mask
+_CAUSAL_FIX = ("query i (row i) may attend to keys 0..past + i: torch.ones(T, past + T, dtype=torch.bool, "
+               "device=device).tril(diagonal=past)")
+
+
+def _causal_shapes(T: int, past: int) -> dict[tuple[int, ...], str]:
+    shapes = {(1, 1, T, past + T): "it broadcasts, but the course's masks keep the causal mask 2-D, (T, past + T), "
+                                   "and let broadcasting add the batch and head axes: drop the leading 1s"}
+    if past:
+        shapes[(T, T)] = (f"there are past + T = {past + T} keys: the {past} cached positions come before the {T} new "
+                          f"ones, and every query may see them, so the mask has past + T columns")
+        shapes[(past + T, past + T)] = (f"there is one row per *new* query, T = {T}; the {past} cached positions are "
+                                        f"keys only")
+    return shapes
+
+
+def _causal_mistakes(T: int, past: int, device=None) -> dict[str, torch.Tensor]:
+    ones = torch.ones(T, past + T, dtype=torch.bool, device=device)
+    return {
+        "the diagonal is missing (a strict lower triangle): query i must also see key i, itself. Keep the "
+        "diagonal: tril(diagonal=past), not diagonal=past - 1": ones.tril(past - 1),
+        "it is off by one above the diagonal: query i also sees key i + 1, the very token it must predict. "
+        "Use tril(diagonal=past), not diagonal=past + 1": ones.tril(past + 1),
+        "it is the upper triangle (triu): query i sees the *later* keys i..T-1 and none of the earlier ones. "
+        "The allowed keys of query i are 0..i, below and on the diagonal: tril": ones.triu(past),
+        "it marks every key True: nothing is hidden, so every query sees the future": ones,
+        f"it ignores `past`: the {past} cached positions come before the new queries and every query sees all of "
+        f"them, so query i sees keys 0..past + i: tril(diagonal=past)": ones.tril(0),
+    }
+
+
+@exercise(reference=causal_mask)
+def check_causal_mask(fn):
+    """Check ``fn(T, past=0, device=None) -> (T, past + T)`` bool mask, True = may attend (keys 0..past + i)."""
+    hints = {"unexpected keyword argument|positional argument":
+             "keep the exercise's signature, causal_mask(T, past=0, device=None)"}
+    cases = [(5, 0), (1, 0), (7, 0), (3, 4), (2, 1), (1, 6)]
+    for T, past in cases:
+        if past:
+            case = f"T={T}, past={past}"
+            got = call(fn, T, past=past, case=case, hints=hints)
+        else:
+            case = f"T={T}"
+            got = call(fn, T, case=case, hints=hints)
+        expect_mask(got, causal_mask(T, past), f"causal_mask({case})", scores=(2, 3, T, past + T),
+                    shapes=_causal_shapes(T, past), mistakes=_causal_mistakes(T, past),
+                    hint=f"Expected {_CAUSAL_FIX}.")
+    meta = torch.device("meta")
+    case = "T=4, past=2, device='meta' (a stand-in for a GPU)"
+    got = call(fn, 4, past=2, device=meta, case=case, hints=hints)
+    expect_mask(got, causal_mask(4, 2, device=meta), f"causal_mask({case})", scores=(2, 3, 4, 6),
+                shapes=_causal_shapes(4, 2), device_fix="create the mask on the device you are given: "
+                "torch.ones(..., device=device) (and torch.arange(..., device=device) if you compare positions)")
+    return len(cases) + 1
 
 
 # --------------------------------------------------------------------------- decoder layer
