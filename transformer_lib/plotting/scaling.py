@@ -128,7 +128,7 @@ def plot_published_models(names: Sequence[str], parameters: Sequence[float], flo
     left.barh(y, parameters, color=FIRST, label="counted")
     if published is not None:
         left.scatter(published, y, marker="|", s=220, color="black", label="published", zorder=3)
-        left.legend(fontsize=8, loc="lower right")
+        left.legend(fontsize=8, loc="upper right")
     left.set_xlabel("parameters (log scale)")
     left.set_title("Parameters", fontsize=10)
     known = [f for f in flops if f is not None]
