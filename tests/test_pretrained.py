@@ -269,6 +269,38 @@ def test_attention_maps_and_head_roles(encoder):
         SE.head_role_scores(encoder, [])
 
 
+def test_head_value_vectors_rebuild_the_attention_output():
+    """sum_h weights_h @ f_h + b_O is the layer's output: the vectors are what the weights mix."""
+    from transformer_lib.multi_head_attention import MultiHeadAttention
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(12, 3).eval()
+    x = torch.randn(2, 5, 12)
+    out, weights = mha(x, x, x, need_weights=True)
+    f = SE.head_value_vectors(mha, x)                                                      # (B, H, T, D)
+    assert f.shape == (2, 3, 5, 12)
+    assert torch.allclose((weights @ f).sum(1) + mha.w_o.bias, out, atol=1e-5)
+    with pytest.raises(TypeError, match="MultiHeadAttention"):
+        SE.head_value_vectors(torch.nn.Linear(12, 12), x)
+
+
+def test_weighted_value_norms(encoder):
+    sentence = "The cat sat on the mat."
+    tokens, weights, norms = SE.weighted_value_norms(encoder, sentence)
+    same_tokens, same_weights = SE.attention_maps(encoder, sentence)
+    assert tokens == same_tokens and torch.equal(weights, same_weights) and norms.shape == (6, 12, 9, 9)
+    lengths = norms / weights                                          # ||f_h(x_j)||: the same in every row i
+    assert torch.allclose(lengths, lengths[:, :, :1, :].expand_as(lengths), rtol=1e-4)
+    assert (lengths > 0).all()
+    # the layer's input as the hook saw it: layer 0's is the embeddings' output
+    x = encoder.model.embeddings(*[encoder.tokenizer([sentence])[k] for k in ("input_ids", "token_type_ids")])
+    f = SE.head_value_vectors(encoder.model.encoder.layers[0].self_attn, x)[0]            # (H, T, D)
+    assert torch.allclose(lengths[0, :, 0], f.norm(dim=-1), rtol=1e-4)
+    assert all(m.self_attn._forward_pre_hooks == {} for m in encoder.model.encoder.layers)  # hooks removed
+    with pytest.raises(TypeError, match="SentenceEncoder"):
+        SE.weighted_value_norms(encoder.model, sentence)
+
+
 def test_shipped_data_is_package_data():
     from importlib import resources
     folder = resources.files("transformer_lib") / "data_files"

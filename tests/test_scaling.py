@@ -2,6 +2,7 @@
 real worker processes (started, checked and cleaned up)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -15,8 +16,10 @@ import torch
 
 from conftest import B, D, H, ROOT, T
 from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss
+from transformer_lib.transformer import Transformer, TransformerConfig
+from transformer_lib.bert import BertConfig, BertModel
 from transformer_lib.scaling import (
-    DataParallelRun, PowerLaw, WorkerError, activation_numbers, autocast_output_dtypes, average_gradients,
+    PUBLISHED_MODELS, DataParallelRun, PowerLaw, WorkerError, activation_numbers, autocast_output_dtypes, average_gradients,
     compute_frontier, count_training_flops, cpu_description, fit_power_law, format_bytes, free_port, gpt3_config,
     held_out_loss, largest_difference, launch, matmul_parameters, pack_function, parameter_counts,
     saved_activation_bytes, text_windows, time_attention, train_data_parallel, training_flops_per_token,
@@ -67,6 +70,44 @@ def test_parameter_counts_match_the_model_and_gpt3():
     assert 174e9 < gpt3["total"] < 176e9                        # "175 B"
     assert 173e9 < gpt3["non_embedding"] < gpt3["total"]
     assert 12 * 96 * 12288 ** 2 < gpt3["non_embedding"] < 1.01 * 12 * 96 * 12288 ** 2   # N ~ 12 L D^2
+
+
+def test_published_models_are_counted_from_their_architecture():
+    by_name = {m.name: m for m in PUBLISHED_MODELS}
+    assert list(by_name) == ["Transformer base", "BERT-base", "BERT-large", "GPT-2 small", "GPT-2 1.5B", "GPT-3 175B"]
+    for m in PUBLISHED_MODELS:
+        assert m.d_ff == 4 * m.d_model and m.d_model % m.num_heads == 0 and m.source
+        assert abs(m.counted_parameters() / m.published_parameters - 1) < 0.07, m.name   # rounding, vocabulary
+    assert isinstance(by_name["Transformer base"].config(), TransformerConfig)
+    assert isinstance(by_name["BERT-base"].config(), BertConfig)
+    assert by_name["GPT-3 175B"].config() == gpt3_config().replace(dropout=0.1)
+    assert by_name["GPT-3 175B"].counted_parameters() == parameter_counts(gpt3_config())["total"]
+    assert by_name["GPT-2 small"].counted_parameters() == 124_439_808          # the released "124M" checkpoint
+    assert by_name["GPT-2 small"].training_tokens is None
+
+
+def test_published_model_counts_equal_the_built_models():
+    """The same count as a real (small) model of each kind: the meta device and the formula agree."""
+    for m in PUBLISHED_MODELS[:2]:
+        small = dataclasses.replace(m, num_layers=1, d_model=12, num_heads=3, d_ff=48, vocab_size=V, max_len=16)
+        c = small.config()
+        model = Transformer(c) if isinstance(c, TransformerConfig) else BertModel(c)
+        assert small.counted_parameters() == model.num_parameters()
+
+
+def test_plot_published_models():
+    from transformer_lib.plotting import plot_published_models
+
+    fig = plot_published_models(["a", "b", "c"], [1e6, 1e8, 1e11], [1e18, None, 3e23], published=[1.1e6, 1e8, 1e11])
+    left, right = fig.axes
+    assert left.get_title() == "Parameters" and right.get_title() == "Training compute"
+    assert "log" in left.get_xlabel() and "6 N D" in right.get_xlabel()
+    assert left.get_xscale() == right.get_xscale() == "log"
+    assert [t.get_text() for t in left.get_yticklabels()] == ["a", "b", "c"]
+    assert any("not published" in t.get_text() for t in right.texts)
+    assert fig._suptitle.get_text().startswith("What grows")
+    with pytest.raises(ValueError, match="one value per model"):
+        plot_published_models(["a"], [1, 2], [3])
 
 
 # ---- memory -------------------------------------------------------------------------------------

@@ -53,6 +53,17 @@ def test_assert_trained_asserts_outside_smoke_mode_only(monkeypatch):
         assert_trained(True, 3)
 
 
+def test_training_steps_shortens_loops_in_smoke_mode_only(monkeypatch):
+    from transformer_lib.runtime import SMOKE_STEPS, training_steps
+
+    monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE", raising=False)
+    assert training_steps(400) == 400 and training_steps(1) == 1
+    monkeypatch.setenv("TRANSFORMER_COURSE_SMOKE", "1")
+    assert training_steps(400) == SMOKE_STEPS and training_steps(1) == 1
+    with pytest.raises(ValueError, match="steps"):
+        training_steps(0)
+
+
 def test_a_bad_thread_count_in_the_environment_warns_and_uses_one():
     code = "import transformer_lib, transformer_lib.runtime as r; print(r.NUM_THREADS)"
     env = {**os.environ, "TRANSFORMER_COURSE_THREADS": "abc",

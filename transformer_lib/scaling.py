@@ -49,14 +49,16 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .bert import BertConfig, BertModel
 from .gpt import GPT, GPTConfig, causal_lm_loss
 from .multi_head_attention import fused_attention
-from .runtime import SMOKE_STEPS, smoke_test_mode
+from .runtime import training_steps
+from .transformer import TransformerConfig, count_transformer_parameters
 from .utils import count_parameters
 from .validation import check_positive_int, check_tensor
 
 __all__ = [
-    "gpt3_config", "matmul_parameters", "parameter_counts", "training_flops_per_token", "count_training_flops",
+    "gpt3_config", "PublishedModel", "PUBLISHED_MODELS", "matmul_parameters", "parameter_counts", "training_flops_per_token", "count_training_flops",
     "activation_numbers", "saved_activation_bytes", "training_memory", "zero_memory_per_device", "format_bytes",
     "PowerLaw", "fit_power_law", "compute_frontier", "text_windows", "held_out_loss",
     "autocast_dtype", "autocast_output_dtypes", "cpu_description", "peak_memory_mb",
@@ -64,6 +66,73 @@ __all__ = [
     "largest_difference", "pack_function", "unpack_function",
     "time_attention",
 ]
+
+
+# ---- 1. what grows: published models -------------------------------------------------------
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """A published model's architecture and training length, as its paper states them.
+
+    ``num_layers`` counts the layers of each stack (an encoder-decoder has twice as many);
+    ``training_tokens`` is ``None`` where the paper does not give it. ``source`` names the paper
+    and the place in it; ``note`` says how a number was derived from what the paper states.
+    """
+
+    name: str
+    kind: str                       # "encoder-decoder", "encoder" or "decoder"
+    num_layers: int
+    d_model: int
+    num_heads: int
+    d_ff: int
+    vocab_size: int
+    max_len: int
+    published_parameters: float
+    training_tokens: float | None
+    source: str
+    note: str = ""
+
+    def config(self) -> TransformerConfig | BertConfig | GPTConfig:
+        """The course's config of this architecture (lesson 07's Transformer, 10's BERT, 11's GPT)."""
+        shape = dict(d_model=self.d_model, num_heads=self.num_heads, num_layers=self.num_layers, d_ff=self.d_ff)
+        if self.kind == "encoder-decoder":
+            return TransformerConfig(src_vocab_size=self.vocab_size, tgt_vocab_size=self.vocab_size, max_len=self.max_len,
+                                     share_embeddings=True, tie_weights=True, **shape)
+        if self.kind == "encoder":
+            return BertConfig(vocab_size=self.vocab_size, max_len=self.max_len, **shape)
+        return GPTConfig(vocab_size=self.vocab_size, max_len=self.max_len, **shape)
+
+    def counted_parameters(self) -> int:
+        """The parameters of :meth:`config`'s model, counted: by lesson 07's formula for the
+        encoder-decoder, and by building the model on the ``meta`` device (shapes, no memory) for
+        BERT (with its pooler) and GPT (the output layer tied to the token embedding)."""
+        c = self.config()
+        if isinstance(c, TransformerConfig):
+            return count_transformer_parameters(c)
+        if isinstance(c, GPTConfig):
+            return parameter_counts(c)["total"]
+        with torch.device("meta"):
+            return count_parameters(BertModel(c))
+
+
+#: From the base model of "Attention Is All You Need" to GPT-3. The feed-forward width is 4 D in all
+#: of them; GPT-2's paper gives no heads (those of the released checkpoints, 64 features each).
+PUBLISHED_MODELS: tuple[PublishedModel, ...] = (
+    PublishedModel("Transformer base", "encoder-decoder", 6, 512, 8, 2048, 37000, 512, 65e6, 2.5e9,
+                   "Vaswani et al. 2017, table 3 and section 5.1",
+                   "100,000 steps of about 25,000 source and 25,000 target tokens: 2.5e9 tokens per side"),
+    PublishedModel("BERT-base", "encoder", 12, 768, 12, 3072, 30522, 512, 110e6, 1.28e11,
+                   "Devlin et al. 2019, section 3 and appendix A.2",
+                   "1,000,000 steps of 256 x 512 = 128,000 tokens (90 % of the steps used 128-token sequences)"),
+    PublishedModel("BERT-large", "encoder", 24, 1024, 16, 4096, 30522, 512, 340e6, 1.28e11,
+                   "Devlin et al. 2019, section 3 and appendix A.2", "as BERT-base"),
+    PublishedModel("GPT-2 small", "decoder", 12, 768, 12, 3072, 50257, 1024, 117e6, None,
+                   "Radford et al. 2019, table 2", "training tokens not published"),
+    PublishedModel("GPT-2 1.5B", "decoder", 48, 1600, 25, 6400, 50257, 1024, 1542e6, None,
+                   "Radford et al. 2019, table 2", "training tokens not published"),
+    PublishedModel("GPT-3 175B", "decoder", 96, 12288, 96, 49152, 50257, 2048, 175e9, 300e9,
+                   "Brown et al. 2020, table 2.1", "every GPT-3 model was trained on 300e9 tokens"),
+)
 
 
 # ---- 1. where the compute goes -------------------------------------------------------------
@@ -716,8 +785,7 @@ def train_data_parallel(run: DataParallelRun, data: torch.Tensor, world_size: in
         raise ValueError("accumulate is for one process (world_size=1): it imitates several workers")
     if not (gradient_sync == "ddp" or callable(gradient_sync)):
         raise ValueError(f"gradient_sync must be 'ddp' or a function fn(model), got {gradient_sync!r}")
-    if smoke_test_mode():
-        run = dataclasses.replace(run, steps=min(run.steps, SMOKE_STEPS))
+    run = dataclasses.replace(run, steps=training_steps(run.steps))
     start = time.perf_counter()
     if world_size == 1:
         threads = torch.get_num_threads()

@@ -8,7 +8,9 @@ The model itself comes from :mod:`transformer_lib.pretrained` (checkpoint, name 
    tokens, then L2 normalisation, as the model was trained.
 5. :class:`SentenceEncoder` puts tokenizer, model and pooling together: ``encode(sentences)`` ->
    ``(N, D)`` unit vectors, and :func:`semantic_search` ranks a corpus by cosine similarity.
-6. :func:`attention_maps` and :func:`head_role_scores` look inside the heads.
+6. :func:`attention_maps` and :func:`head_role_scores` look inside the heads;
+   :func:`weighted_value_norms` weighs each attention weight by the length of the vector it moves
+   (Kobayashi et al. 2020): a caveat for reading weights as explanations.
 """
 from __future__ import annotations
 
@@ -19,12 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from .bert import BertModel
+from .multi_head_attention import MultiHeadAttention, split_heads
 from .pretrained import data_file, load_pretrained, load_tokenizer
 from .validation import check_int, check_number, check_positive_int, check_sequence, check_tensor
 from .wordpiece import WordPieceTokenizer, text_list
 
 __all__ = ["mean_pooling", "l2_normalize", "pool_sentence_embeddings", "SentenceEncoder", "encode", "default_encoder",
-           "semantic_search", "load_corpus", "load_reference_embeddings", "attention_maps", "head_role_scores"]
+           "semantic_search", "load_corpus", "load_reference_embeddings", "attention_maps", "head_role_scores",
+           "head_value_vectors", "weighted_value_norms"]
 
 
 # --- 4. pooling ------------------------------------------------------------------------------
@@ -281,3 +285,56 @@ def head_role_scores(encoder: SentenceEncoder, sentences: Sequence[str], batch_s
                 counts[role] = counts.get(role, 0) + float(queries.sum())
     encoder._forget_attention_weights()
     return {role: sums[role] / max(counts[role], 1.0) for role in sums}
+
+
+def head_value_vectors(mha: MultiHeadAttention, value: torch.Tensor) -> torch.Tensor:
+    """What each key token hands each head's output: ``f_h(x_j) = (x_j W_V + b_V)_h W_O,h``.
+
+    Multi-head attention's output for query i is ``sum_h sum_j weights[h, i, j] f_h(x_j) + b_O``, so
+    a weight says how much of ``f_h(x_j)`` is taken, and the vector's length how much that is.
+
+    Args:
+        mha: the attention layer.
+        value: ``(B, S, D)``, the layer's ``value`` input.
+
+    Returns:
+        ``(B, H, S, D)``.
+    """
+    if not isinstance(mha, MultiHeadAttention):
+        raise TypeError(f"mha must be a MultiHeadAttention, got {type(mha).__name__}")
+    check_tensor("value", value, ndim=3)
+    v = split_heads(mha.w_v(value), mha.num_heads)                                  # (B, H, S, d_k)
+    w_o = mha.w_o.weight.T.reshape(mha.num_heads, mha.d_k, mha.d_model)             # (D, D) -> (H, d_k, D)
+    return v @ w_o                                                                  # (B, H, S, d_k) @ (H, d_k, D) -> (B, H, S, D)
+
+
+@torch.inference_mode()
+def weighted_value_norms(encoder: SentenceEncoder, sentence: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """The attention weights of one sentence and the lengths of what they move.
+
+    ``norms[l, h, i, j] = weights[l, h, i, j] * ||f_h(x_j)||`` (:func:`head_value_vectors`): the length
+    of the vector that key token j adds to query token i's output through head h of layer l, the
+    "norm-based" analysis of Kobayashi et al. (2020, *Attention is not only a weight*). A large weight
+    on a short vector moves little.
+
+    Returns:
+        ``(tokens, weights (L, H, T, T), norms (L, H, T, T))``.
+    """
+    if not isinstance(encoder, SentenceEncoder):
+        raise TypeError(f"encoder must be a SentenceEncoder, got {type(encoder).__name__}")
+    values = []
+    layers = encoder.model.encoder.layers
+
+    def keep_value(module, args, kwargs):
+        values.append(args[2] if len(args) > 2 else kwargs["value"])
+
+    hooks = [layer.self_attn.register_forward_pre_hook(keep_value, with_kwargs=True) for layer in layers]
+    try:
+        tokens, weights = attention_maps(encoder, sentence)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    encoder._forget_attention_weights()
+    lengths = torch.stack([head_value_vectors(layer.self_attn, x)[0].norm(dim=-1)    # (H, T) per layer
+                           for layer, x in zip(layers, values)])                    # (L, H, T)
+    return tokens, weights, weights * lengths[:, :, None, :]                        # (L, H, T, T) * (L, H, 1, T)

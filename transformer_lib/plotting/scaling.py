@@ -1,5 +1,5 @@
 """Lesson 14's pictures: where a training step's FLOPs go (and an explorer), the memory of
-training, the measured scaling law, float32 against bfloat16, and data-parallel training."""
+training, what grows from the Transformer base model to GPT-3, the measured scaling law, float32 against bfloat16, and data-parallel training."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -12,7 +12,7 @@ from ..gpt import GPTConfig
 from ..scaling import format_bytes, matmul_parameters
 from .core import SEQUENTIAL_CMAP, explorer
 
-__all__ = ["plot_flop_shares", "flops_explorer", "plot_memory", "plot_scaling_law", "plot_precision",
+__all__ = ["plot_flop_shares", "flops_explorer", "plot_memory", "plot_published_models", "plot_scaling_law", "plot_precision",
            "plot_data_parallel"]
 
 _C = plt.get_cmap(SEQUENTIAL_CMAP)
@@ -107,6 +107,43 @@ def plot_memory(tables: dict[str, dict[str, int]], title: str = "Memory of train
         ax.set_xlim(min(values) / 3, max(values) * 30)
         ax.set_xlabel("bytes (log scale)")
         ax.set_title(name, fontsize=10)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_published_models(names: Sequence[str], parameters: Sequence[float], flops: Sequence[float | None],
+                          published: Sequence[float] | None = None,
+                          title: str = "What grows, from the Transformer base model to GPT-3"):
+    """Two log-scale panels over the models: the parameters (bars: counted; black ticks: the
+    published counts, if given) and the training FLOPs (a model whose value is ``None`` is
+    labelled "not published"). Returns the Figure."""
+    names = list(names)
+    if not (len(names) == len(parameters) == len(flops)) or (published is not None and len(published) != len(names)):
+        raise ValueError(f"names, parameters, flops (and published) must have one value per model, got "
+                         f"{len(names)}, {len(parameters)}, {len(flops)}"
+                         + ("" if published is None else f", {len(published)}"))
+    y = np.arange(len(names))[::-1]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 0.42 * len(names) + 1.6), sharey=True)
+    left.barh(y, parameters, color=FIRST, label="counted")
+    if published is not None:
+        left.scatter(published, y, marker="|", s=220, color="black", label="published", zorder=3)
+        left.legend(fontsize=8, loc="upper right")
+    left.set_xlabel("parameters (log scale)")
+    left.set_title("Parameters", fontsize=10)
+    known = [f for f in flops if f is not None]
+    right.barh([yi for yi, f in zip(y, flops) if f is not None], known, color=SECOND)
+    for yi, f in zip(y, flops):
+        right.text(f if f is not None else min(known), yi, f" {f:.1e}" if f is not None else " not published",
+                   va="center", fontsize=8)
+    right.set_xlim(min(known) / 3, max(known) * 30)
+    right.set_xlabel("training FLOPs ≈ 6 N D (log scale)")
+    right.set_title("Training compute", fontsize=10)
+    for ax in (left, right):
+        ax.set_xscale("log")
+    left.set_yticks(y)
+    left.set_yticklabels(names, fontsize=9)
+    left.set_ylabel("model")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return fig
