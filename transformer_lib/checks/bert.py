@@ -327,8 +327,8 @@ _LOSS_HINTS = {
     "multi-target|0D or 1D target": "the labels are (B,) class indices: pass them as they are, not (B, 1)",
     "class probabilities|Expected floating point type for target|expected scalar type Long|Float": "the labels "
     "are class indices of dtype long (torch.int64): pass them as they are, not as floats",
-    r"hidden must have 3 dimensions|must be \(B, T, d_model": "classifier.bert.pooled takes the whole hidden state (B, T, D) and reads the "
-    "[CLS] position itself",
+    r"hidden must have 3 dimensions|must be \(B, T, d_model": "classifier.bert.pooled takes the whole hidden "
+    "state (B, T, D) and reads the [CLS] position itself",
 }
 
 
