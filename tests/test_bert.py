@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from conftest import B, D, H
-from transformer_lib.bert import BertClassifier, BertConfig, BertForMaskedLM, BertModel
+import torch.nn.functional as F
+
+from transformer_lib.bert import BertClassifier, BertConfig, BertForMaskedLM, BertModel, classification_loss
 from transformer_lib.toy_text import CLS, MASK, SEP, ReviewWorld, python_source_corpus
 
 V = 17
@@ -25,6 +27,29 @@ def test_shapes_pooler_and_tied_head():
     assert mlm.head.generator.weight is mlm.bert.embeddings.embed.weight
     clf = BertClassifier(mlm.bert, 3).eval()
     assert clf(ids).shape == (B, 3) and clf.bert is mlm.bert
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_classification_loss_is_the_classifiers_cross_entropy_and_freezing_stops_at_the_head(freeze):
+    clf = BertClassifier(BertModel(tiny()), 3)
+    ids, labels = torch.randint(1, V, (B, 7)), torch.tensor([0, 2])
+    loss = classification_loss(clf, ids, labels, freeze_encoder=freeze)
+    assert torch.allclose(loss, F.cross_entropy(clf(ids), labels))
+    loss.backward()
+    assert all(p.grad is not None for p in clf.classifier.parameters())
+    backbone = [p.grad is None for p in clf.bert.parameters()]
+    assert all(backbone) if freeze else not any(backbone[-2:])     # the pooler (last) learns unless frozen
+
+
+def test_classification_loss_names_a_wrong_argument():
+    clf = BertClassifier(BertModel(tiny()), 3)
+    ids = torch.randint(1, V, (B, 7))
+    with pytest.raises(TypeError, match="BertClassifier"):
+        classification_loss(clf.bert, ids, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="one class per sentence"):
+        classification_loss(clf, ids, torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError):
+        classification_loss(clf, ids, torch.tensor([0.0, 1.0]))
 
 
 def test_bert_attends_both_ways():

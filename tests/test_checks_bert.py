@@ -1,11 +1,15 @@
-"""The lesson-10 checks accept correct masking rules and MLM losses and reject typical mistakes."""
+"""The lesson-10 checks accept correct masking rules, MLM losses and fine-tuning losses and reject typical
+mistakes."""
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from transformer_lib.checks import CheckFailed, check_mask_tokens, check_mlm_loss
+from transformer_lib.checks import CheckFailed, check_classification_loss, check_mask_tokens, check_mlm_loss
+from transformer_lib.bert import classification_loss
 from transformer_lib.mlm import IGNORE_INDEX, mask_tokens, mlm_loss
 
 
@@ -181,3 +185,92 @@ def test_softmax_over_positions_is_named():
         return -(picked * chosen).sum() / chosen.sum()
     with pytest.raises(CheckFailed, match="over the positions"):
         check_mlm_loss(wrong_axis)
+
+
+# ---- fine-tuning loss ----------------------------------------------------------------------
+
+def freeze_with_requires_grad(classifier, ids, labels, freeze_encoder=False):
+    """Correct: freeze by switching the backbone's gradients off, then the classifier's own forward."""
+    classifier.bert.requires_grad_(not freeze_encoder)
+    return F.cross_entropy(classifier(ids), labels)
+
+
+def freeze_with_detach(classifier, ids, labels, freeze_encoder=False):
+    """Correct: detach the pooled vector; the pooler written out, log-softmax + NLL, F.dropout with the mode."""
+    hidden = classifier.bert(ids, attention_mask=ids != 0)
+    pooled = torch.tanh(classifier.bert.pooler(hidden[:, 0]))
+    if freeze_encoder:
+        pooled = pooled.detach()
+    pooled = F.dropout(pooled, classifier.dropout.p, training=classifier.training)
+    return F.nll_loss(torch.log_softmax(classifier.classifier(pooled), dim=-1), labels)
+
+
+def test_classification_loss_accepts_correct_versions(capsys):
+    for fn in (classification_loss, freeze_with_requires_grad, freeze_with_detach):
+        assert check_classification_loss(fn) is fn
+    assert capsys.readouterr().out.count("✅ classification_loss is correct on all 3 test cases") == 3
+
+
+def head_loss(pick=lambda h, ids: h[:, 0], pooler=True, dropout=lambda c, x: c.dropout(x),
+              loss=F.cross_entropy, freeze=lambda flag: flag, labels_as=lambda y: y, pooler_frozen=True):
+    """A fine-tuning loss with one piece chosen by the arguments (the defaults are right)."""
+    def fn(classifier, ids, labels, freeze_encoder=False):
+        frozen = freeze(freeze_encoder)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            hidden = classifier.bert(ids)                                     # (B, T, D)
+        with torch.no_grad() if frozen and pooler_frozen else contextlib.nullcontext():
+            x = pick(hidden, ids)                                             # (B, D)
+            pooled = torch.tanh(classifier.bert.pooler(x)) if pooler else x
+        return loss(classifier.classifier(dropout(classifier, pooled)), labels_as(labels))
+    return fn
+
+
+def always_no_grad(classifier, ids, labels, freeze_encoder=False):
+    with torch.no_grad():
+        return F.cross_entropy(classifier(ids), labels)
+
+
+def head_frozen_too(classifier, ids, labels, freeze_encoder=False):
+    classifier.requires_grad_(not freeze_encoder)                 # the head as well as the backbone
+    return F.cross_entropy(classifier(ids), labels)
+
+
+def last_real_token(h, ids):
+    return h[torch.arange(len(ids)), (ids != 0).sum(1) - 1]                   # (B, D)
+
+
+def mean_of_real_tokens(h, ids):
+    real = (ids != 0)[..., None].float()                                      # (B, T, 1)
+    return (h * real).sum(1) / real.sum(1)                                    # (B, D)
+
+
+@pytest.mark.parametrize("wrong, words", [
+    (head_loss(pick=lambda h, ids: h.mean(1)), "averages the vectors of all positions"),
+    (head_loss(pick=mean_of_real_tokens), "averages the vectors of the real tokens"),
+    (head_loss(pick=lambda h, ids: h[:, -1]), "reads the last position"),
+    (head_loss(pick=last_real_token), "last real token"),
+    (head_loss(pooler=False), "skips the pooler"),
+    (lambda c, ids, y, freeze_encoder=False: F.cross_entropy(c.head(c.bert.pooler(c.bert(ids)[:, 0])), y),
+     "leaves out the tanh"),
+    (head_loss(loss=lambda logits, y: F.cross_entropy(logits.softmax(-1), y)), "softmax before F.cross_entropy"),
+    (head_loss(loss=F.nll_loss), "F.nll_loss on raw logits"),
+    (head_loss(loss=lambda logits, y: F.cross_entropy(logits, y, reduction="sum")), "sums the losses"),
+    (head_loss(dropout=lambda c, x: x), "leaves out the head's dropout"),
+    (head_loss(dropout=lambda c, x: F.dropout(x, c.dropout.p)), "dropout in eval mode"),
+    (head_loss(loss=lambda logits, y: F.cross_entropy(logits.T, y)), r"\(B, num_labels\)"),
+    (head_loss(labels_as=lambda y: y[:, None]), r"not \(B, 1\)"),
+    (head_loss(labels_as=lambda y: y.float()), "dtype long"),
+    (lambda c, ids, y, freeze_encoder=False: F.cross_entropy(c.head(c.bert.pooled(c.bert(ids)[:, 0])), y),
+     "whole hidden state"),
+    (head_loss(freeze=lambda flag: False), "the backbone still learns"),
+    (head_loss(pooler_frozen=False), "the pooler still gets gradients"),
+    (head_loss(freeze=lambda flag: True), "frozen although not asked"),
+    (head_loss(freeze=lambda flag: not flag), "frozen although not asked"),
+    (always_no_grad, "carries no gradient"),
+    (head_frozen_too, "the head was frozen too"),
+    (lambda c, ids, y, freeze_encoder=False: classification_loss(c, ids, y, freeze_encoder).item(),
+     "should be a torch.Tensor"),
+])
+def test_classification_loss_rejects_typical_mistakes(wrong, words):
+    with pytest.raises(CheckFailed, match=words):
+        check_classification_loss(wrong)

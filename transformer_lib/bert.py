@@ -13,10 +13,12 @@ Masks are boolean, **True = may attend**.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .encoder import Encoder
@@ -205,4 +207,35 @@ class BertClassifier(nn.Module):
 
     def forward(self, ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
         hidden = self.bert(ids, token_type_ids, attention_mask)
-        return self.classifier(self.dropout(self.bert.pooled(hidden)))                 # (B, D) -> (B, num_labels)
+        return self.head(self.bert.pooled(hidden))
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The classification head alone: dropout, then the linear layer. ``(B, D) -> (B, num_labels)``."""
+        return self.classifier(self.dropout(pooled))                                   # (B, D) -> (B, num_labels)
+
+
+def classification_loss(classifier: BertClassifier, ids: torch.Tensor, labels: torch.Tensor,
+                        freeze_encoder: bool = False) -> torch.Tensor:
+    """The loss of one fine-tuning batch: the head on the pooled ``[CLS]`` vector, then cross-entropy.
+
+    ``freeze_encoder=True`` uses the backbone (``classifier.bert``, its pooler included) as a fixed
+    feature extractor: it runs without gradients, so only the head (``classifier.classifier``) learns.
+
+    Args:
+        classifier: a :class:`BertClassifier`.
+        ids: token ids ``(B, T)``, ``[CLS]`` first; padding is masked (True = may attend) by the backbone.
+        labels: class indices ``(B,)``, in ``0 .. num_labels - 1``.
+        freeze_encoder: whether the backbone stays as it is.
+
+    Returns:
+        the mean cross-entropy over the batch, a scalar tensor.
+    """
+    if not isinstance(classifier, BertClassifier):
+        raise TypeError(f"classifier must be a BertClassifier, got {type(classifier).__name__}")
+    check_tensor("labels", labels, ndim=1, floating=False)
+    if labels.shape[0] != ids.shape[0]:
+        raise ValueError(f"labels must hold one class per sentence: {ids.shape[0]} sentences in ids, "
+                         f"got {labels.shape[0]} labels")
+    with torch.no_grad() if freeze_encoder else contextlib.nullcontext():
+        pooled = classifier.bert.pooled(classifier.bert(ids))                           # (B, T) -> (B, D)
+    return F.cross_entropy(classifier.head(pooled), labels)                              # (B, num_labels) vs (B,)

@@ -1,16 +1,18 @@
-"""Checks for lesson 10's exercises: BERT's masking rule and the masked-LM loss."""
+"""Checks for lesson 10's exercises: BERT's masking rule, the masked-LM loss and the fine-tuning loss."""
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from ..bert import BertClassifier, BertConfig, BertModel, classification_loss
 from ..mlm import IGNORE_INDEX, mask_tokens, mlm_loss
 from ._core import call, describe, exercise, expect_close, expect_tensor, fail
 
-__all__ = ["check_mask_tokens", "check_mlm_loss"]
+__all__ = ["check_mask_tokens", "check_mlm_loss", "check_classification_loss"]
 
 @dataclass(frozen=True)
 class _Specials:
@@ -235,3 +237,168 @@ def _loss_with_wrong_axis(logits, labels):
     chosen = labels != IGNORE_INDEX
     picked = logp.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
     return -(picked * chosen).sum() / chosen.sum()
+
+
+# ---------------------------------------------------------------------------------- fine-tuning
+
+_CLS_ID, _PAD_ID = 2, 0
+
+
+def _classification_case(B: int, T: int, num_labels: int, seed: int, train: bool):
+    """A tiny BertClassifier (dropout 0.3, so that a missing or extra dropout shows), padded
+    ``[CLS] ... <pad>`` rows and labels."""
+    config = BertConfig.tiny(23, d_model=12, num_heads=3, num_layers=2, d_ff=20, max_len=16,
+                             type_vocab_size=0, dropout=0.3)
+    torch.manual_seed(seed)
+    classifier = BertClassifier(BertModel(config), num_labels).train(train)
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 23, (B, T), generator=g)
+    ids[:, 0] = _CLS_ID
+    for row, n in enumerate(torch.randint(T // 2, T + 1, (B,), generator=g).tolist()):
+        ids[row, n:] = _PAD_ID
+    labels = torch.randint(0, num_labels, (B,), generator=g)
+    labels[0] = 0                                                  # class 0 occurs: a real class index
+    return classifier, ids, labels
+
+
+def _last_real(hidden, ids):
+    last = (ids != _PAD_ID).sum(1) - 1                                                # (B,)
+    return hidden[torch.arange(len(ids)), last]                                       # (B, D)
+
+
+def _masked_mean(hidden, ids):
+    real = (ids != _PAD_ID).unsqueeze(-1).float()                                     # (B, T, 1)
+    return (hidden * real).sum(1) / real.sum(1)                                       # (B, D)
+
+
+def _head_mistakes(classifier, ids, labels, seed: int) -> dict[str, torch.Tensor]:
+    """What typical wrong losses give on this case (each with the same random dropout masks)."""
+    pool = classifier.bert.pooler
+    d = classifier.dropout.p
+
+    def run(f):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            return f()
+
+    def loss_on(pick, pooler=True):
+        def f():
+            x = pick(classifier.bert(ids), ids)                                       # (B, T, D) -> (B, D)
+            return F.cross_entropy(classifier.head(torch.tanh(pool(x)) if pooler else x), labels)
+        return run(f)
+
+    def logits():
+        return classifier.head(classifier.bert.pooled(classifier.bert(ids)))
+    cls = "take the [CLS] vector, the first position: classifier.bert.pooled(hidden) does exactly that"
+    mistakes = {
+        f"it averages the vectors of all positions (padding included) instead of reading [CLS]: {cls}":
+            loss_on(lambda h, i: h.mean(1)),
+        f"it averages the vectors of the real tokens instead of reading [CLS]: a fine way to summarise a "
+        f"sentence, but this head is trained on [CLS]; {cls}": loss_on(_masked_mean),
+        f"it reads the last position (hidden[:, -1], padding in a padded batch), as GPT does, instead of [CLS]: "
+        f"{cls}": loss_on(lambda h, i: h[:, -1]),
+        f"it reads the last real token ([SEP] here), as GPT does, instead of [CLS]: {cls}": loss_on(_last_real),
+        "it skips the pooler (the head reads hidden[:, 0] itself): BERT's sentence vector is the pooled one, "
+        "classifier.bert.pooled(hidden) = tanh(pooler(hidden[:, 0]))": loss_on(lambda h, i: h[:, 0], pooler=False),
+        "it leaves out the tanh of the pooler: use classifier.bert.pooled(hidden)":
+            run(lambda: F.cross_entropy(classifier.head(pool(classifier.bert(ids)[:, 0])), labels)),
+        "it applies a softmax before F.cross_entropy, which takes raw scores (logits) and applies log-softmax "
+        "itself: pass the logits": run(lambda: F.cross_entropy(logits().softmax(-1), labels)),
+        "it uses F.nll_loss on raw logits: it expects log-probabilities. F.cross_entropy(logits, labels) "
+        "applies the log-softmax for you": run(lambda: F.nll_loss(logits(), labels)),
+        "it sums the losses of the sentences: take their mean (F.cross_entropy's default)":
+            run(lambda: F.cross_entropy(logits(), labels, reduction="sum")),
+        "it leaves out the head's dropout: logits = classifier.classifier(classifier.dropout(pooled))":
+            run(lambda: F.cross_entropy(classifier.classifier(classifier.bert.pooled(classifier.bert(ids))), labels)),
+        "it applies dropout in eval mode (F.dropout's training=True is its default): use classifier.dropout, "
+        "which knows the mode": run(lambda: F.cross_entropy(classifier.classifier(
+            F.dropout(classifier.bert.pooled(classifier.bert(ids)), d, training=True)), labels)),
+    }
+    if len(ids) == classifier.classifier.out_features:        # a square (B, num_labels): the transpose runs
+        mistakes["it gives F.cross_entropy the logits transposed, (num_labels, B): it wants the scores "
+                 "(B, num_labels), classes in dimension 1, and the labels (B,)"] = \
+            run(lambda: F.cross_entropy(logits().T, labels))
+    return mistakes
+
+
+_LOSS_HINTS = {
+    "Expected input batch_size|size mismatch|does not match": "F.cross_entropy wants the logits (B, num_labels) and "
+    "the labels (B,): one row of scores and one class index per sentence",
+    "multi-target|0D or 1D target": "the labels are (B,) class indices: pass them as they are, not (B, 1)",
+    "class probabilities|Expected floating point type for target|expected scalar type Long|Float": "the labels "
+    "are class indices of dtype long (torch.int64): pass them as they are, not as floats",
+    r"hidden must have 3 dimensions|must be \(B, T, d_model": "classifier.bert.pooled takes the whole hidden "
+    "state (B, T, D) and reads the [CLS] position itself",
+}
+
+
+def _grads(module) -> dict[str, torch.Tensor]:
+    return {name: torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()
+            for name, p in module.named_parameters()}
+
+
+def _moved(grads: dict[str, torch.Tensor], prefix: str) -> list[str]:
+    return [name for name, g in grads.items() if name.startswith(prefix) and bool(g.abs().sum() > 0)]
+
+
+def _expect_gradients(got_loss, classifier, expected: dict[str, torch.Tensor], freeze: bool, case: str) -> None:
+    """After backward: the head learns; the backbone learns exactly when it is not frozen."""
+    __tracebackhide__ = True
+    how = ("run the backbone (classifier.bert and classifier.bert.pooled) under `with torch.no_grad():` "
+           "and the head outside it")
+    if not got_loss.requires_grad:
+        if freeze:
+            fail(f"with freeze_encoder=True on {case} the loss carries no gradient: the head was frozen too. Only "
+                 f"the backbone is frozen; {how}")
+        fail(f"on {case} the loss carries no gradient (freeze_encoder=False): compute it with torch operations on "
+             f"the model's outputs, outside torch.no_grad(), and without .item() or .detach()")
+    got_loss.backward()
+    got = _grads(classifier)
+    head = _moved(got, "classifier.")
+    if not head:
+        fail(f"on {case} no gradient reaches the head (classifier.classifier): the head must learn in both modes; "
+             f"{how} when freezing")
+    backbone = _moved(got, "bert.")
+    if freeze and backbone:
+        if all(name.startswith("bert.pooler.") for name in backbone):
+            fail(f"with freeze_encoder=True on {case} the pooler still gets gradients: the pooler is part of the "
+                 f"backbone (classifier.bert.pooler) and is frozen with it; compute pooled = "
+                 f"classifier.bert.pooled(hidden) under torch.no_grad() too")
+        fail(f"with freeze_encoder=True on {case} the backbone still learns: {len(backbone)} of its parameters get "
+             f"gradients (e.g. {backbone[0]}). Freezing means no gradient reaches classifier.bert: {how} (or set "
+             f"requires_grad_(False) on classifier.bert)")
+    if not freeze and not backbone:
+        fail(f"with freeze_encoder=False on {case} no gradient reaches the backbone: it was frozen although not "
+             f"asked. Use torch.no_grad() only when freeze_encoder is True")
+    if not freeze and backbone and "bert.pooler.weight" not in backbone:
+        fail(f"with freeze_encoder=False on {case} the pooler gets no gradient: run classifier.bert.pooled(hidden) "
+             f"with gradients, as the rest of the backbone")
+    for name, want in expected.items():
+        if not torch.allclose(got[name], want, atol=1e-5, rtol=1e-4):
+            fail(f"on {case} the gradient of {name} differs from the reference although the loss is right: "
+                 f"compute the loss once, from the logits of classifier.classifier(classifier.dropout(pooled))")
+
+
+@exercise(reference=classification_loss)
+def check_classification_loss(fn):
+    cases = [(5, 7, 3, 1, True, False), (5, 7, 3, 1, True, True), (3, 6, 3, 2, False, False)]
+    with torch.random.fork_rng(devices=[]):
+        for B, T, num_labels, seed, train, freeze in cases:
+            classifier, ids, labels = _classification_case(B, T, num_labels, seed, train)
+            mode = "train mode (dropout 0.3 active)" if train else "eval mode (no dropout)"
+            case = (f"a BertClassifier with {num_labels} classes in {mode}, ids {tuple(ids.shape)} with padding, "
+                    f"freeze_encoder={freeze}")
+            reference = copy.deepcopy(classifier)
+            torch.manual_seed(seed)
+            want = classification_loss(reference, ids, labels, freeze)
+            want.backward()
+            expected = _grads(reference)
+            mistakes = _head_mistakes(copy.deepcopy(classifier), ids, labels, seed)
+            torch.manual_seed(seed)
+            got = call(fn, classifier, ids, labels, freeze, case=case, hints=_LOSS_HINTS)
+            expect_tensor(got, (), "the loss (a scalar tensor)")
+            expect_close(got.detach(), want.detach(), f"the loss on {case}", mistakes=mistakes,
+                         hint="Expected F.cross_entropy(classifier.classifier(classifier.dropout(pooled)), labels) "
+                              "with pooled = classifier.bert.pooled(classifier.bert(ids)).")
+            _expect_gradients(got, classifier, expected, freeze, case)
+    return len(cases)
