@@ -19,20 +19,22 @@ reference implementation, on detokenized text against every reference: :func:`bl
 """
 from __future__ import annotations
 
+import statistics
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Sequence
 
 import torch
 
-from .bpe import normalize_text
+from .bpe import SPACE, normalize_text, pretokenize
 from .data import BatchStream, DateTask
 from .decoding import beam_search, greedy_decode
 from .tokenizer import Tokenizer
 from .utils import check_positive_int
 
 __all__ = ["Pair", "load_pairs", "group_references", "TranslationTask", "translate", "bleu", "chrf",
-           "exact_match_any", "DATA_FILE", "SPLITS"]
+           "exact_match_any", "BleuTracker", "unseen_words", "repeats_ngram", "step_seconds", "DATA_FILE", "SPLITS"]
 
 DATA_FILE = "tatoeba_en_fr.tsv"
 SPLITS = ("train", "dev", "test")
@@ -204,3 +206,71 @@ def exact_match_any(hypotheses: Sequence[str], references: Sequence[Sequence[str
     _check_scoring_args(hypotheses, references)
     hits = sum(normalize_text(h) in {normalize_text(r) for r in refs} for h, refs in zip(hypotheses, references))
     return hits / max(len(hypotheses), 1)
+
+
+class BleuTracker:
+    """An ``evaluate`` callback for :func:`~transformer_lib.training.train`: greedy BLEU on a
+    split, and the training time so far (the time spent in these evaluations not counted).
+
+    Make it right before calling ``train``: the clock starts when it is made. Each call returns
+    ``{name: BLEU, "seconds": training seconds so far}``.
+    """
+
+    def __init__(self, task: TranslationTask, split: str = "dev", name: str = "dev_bleu", max_len: int = 32):
+        self.task, self.name, self.max_len = task, name, max_len
+        self.sources, self.references = task.references(split)
+        self.start, self.eval_seconds = time.perf_counter(), 0.0
+
+    def __call__(self, model) -> dict[str, float]:
+        begin = time.perf_counter()
+        score = bleu(translate(model, self.task, self.sources, max_len=self.max_len), self.references).score
+        trained = begin - self.start - self.eval_seconds
+        self.eval_seconds += time.perf_counter() - begin
+        return {self.name: score, "seconds": trained}
+
+
+def unseen_words(task: TranslationTask, text: str) -> list[str]:
+    """The words of ``text`` that never occur in the training sources (the model can still read
+    them, from BPE pieces, but has never learned what they mean)."""
+    from .bpe import pretokenize
+    if not hasattr(task, "_train_words"):
+        task._train_words = {w.lstrip(SPACE).lower() for p in task.train for w in pretokenize(p.source)}
+    return [w.lstrip(SPACE) for w in pretokenize(text)
+            if w.lstrip(SPACE).lower() not in task._train_words and any(c.isalnum() for c in w)]
+
+
+def repeats_ngram(text: str, n: int = 2) -> bool:
+    """True when ``text`` repeats a sequence of ``n`` words right after itself ("est est",
+    "je suis je suis"): the typical repetition loop of greedy decoding."""
+    words = text.split()
+    return any(words[i:i + n] == words[i + n:i + 2 * n] for i in range(len(words) - 2 * n + 1))
+
+
+def step_seconds(model, length: int, batch_size: int = 64, repeats: int = 3, threads: int = 1, seed: int = 0) -> float:
+    """Seconds of one training step's forward and backward pass on a random batch whose sources
+    and targets all have ``length`` tokens, on ``threads`` CPU threads: the median of ``repeats``
+    runs after one warm-up run. The weights do not change (no optimiser step)."""
+    check_positive_int("length", length)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("repeats", repeats)
+    check_positive_int("threads", threads)
+    c = model.config
+    g = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    src = torch.randint(4, c.src_vocab_size, (batch_size, length), generator=g).to(device)   # (B, S), no padding
+    tgt = torch.randint(4, c.tgt_vocab_size, (batch_size, length), generator=g).to(device)   # (B, T)
+    before, was_training = torch.get_num_threads(), model.training
+    torch.set_num_threads(threads)
+    model.train()
+    times = []
+    try:
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            logits = model(src, tgt)                                                        # (B, T, V)
+            torch.nn.functional.cross_entropy(logits.flatten(0, 1), tgt.flatten()).backward()
+            times.append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+    finally:
+        torch.set_num_threads(before)
+        model.train(was_training)
+    return statistics.median(times[1:])
