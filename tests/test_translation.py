@@ -163,3 +163,75 @@ def test_translate_greedy_and_beam(family):
     assert greedy == one_by_one                                              # batching and sorting change nothing
     with pytest.raises(TypeError, match="single str"):
         translate(model, task, "I'm cold.")
+
+
+# -- helpers of the lesson ----------------------------------------------------------------------
+
+def test_unseen_words_and_repetition_loops():
+    from transformer_lib.translation import repeats_ngram, unseen_words
+    task = small_task()
+    assert unseen_words(task, "He's tall, cold and HAPPY!") == ["and", "HAPPY"]
+    assert repeats_ngram("je suis suis là", 1) and repeats_ngram("je suis je suis", 2)
+    assert not repeats_ngram("je suis là", 1) and not repeats_ngram("", 1)
+
+
+def test_bleu_tracker_reports_training_time_without_its_own():
+    from transformer_lib.transformer import Transformer, TransformerConfig
+    from transformer_lib.translation import BleuTracker
+    task = small_task()
+    V = len(task.src_tokenizer)
+    model = Transformer(TransformerConfig(V, V, d_model=12, num_heads=3, num_layers=1, d_ff=20, dropout=0.0,
+                                          max_len=40, share_embeddings=True))
+    tracker = BleuTracker(task, "dev", max_len=5)
+    first = tracker(model)
+    second = tracker(model)
+    assert set(first) == {"dev_bleu", "seconds"} and 0 <= first["dev_bleu"] <= 100
+    assert second["seconds"] >= first["seconds"] >= 0 and tracker.eval_seconds > 0
+    assert second["seconds"] - first["seconds"] < tracker.eval_seconds       # the evaluations are not counted
+
+
+@pytest.mark.parametrize("family", ["transformer", "gru"])
+def test_step_seconds_leaves_the_model_unchanged(family):
+    from transformer_lib.rnn_baseline import GRUConfig, GRUTranslator
+    from transformer_lib.transformer import Transformer, TransformerConfig
+    from transformer_lib.translation import step_seconds
+    model = Transformer(TransformerConfig(13, 13, d_model=12, num_heads=3, num_layers=1, d_ff=20, max_len=40)) \
+        if family == "transformer" else GRUTranslator(GRUConfig(13, 13, d_model=12, d_embed=6, d_attention=5))
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    seconds = step_seconds(model, length=7, batch_size=2, repeats=2)
+    assert seconds > 0 and not model.training and torch.get_num_threads() >= 1
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_pictures_have_titles_and_labels_and_the_explorer_redraws():
+    import matplotlib.pyplot as plt
+
+    from transformer_lib.plotting import (plot_alignments, plot_bleu_against_time, plot_step_times,
+                                          plot_translation_history, plot_vocabulary_tradeoff, translation_explorer)
+    from transformer_lib.training import History
+
+    history = History(step=list(range(1, 31)), loss=[3.0 - 0.05 * i for i in range(30)], lr=[1e-3] * 30,
+                      evals=[{"step": 10, "dev_bleu": 5.0, "seconds": 1.0}, {"step": 30, "dev_bleu": 9.0, "seconds": 3.0}])
+    figures = [plot_vocabulary_tradeoff([0, 10, 20], [50, 60, 70], [30.0, 20.0, 15.0], {"words": (80, 9.0)}, chosen=10),
+               plot_translation_history(history),
+               plot_bleu_against_time({"a": ([1, 2], [3, 4]), "b": ([1, 2], [2, 5])}),
+               plot_step_times([8, 16], {"Transformer, 1 thread": [0.01, 0.02], "GRU, 1 thread": [0.01, 0.03]})]
+    weights = torch.softmax(torch.randn(3, 5), dim=-1)
+    figures.append(plot_alignments([(list("abcde"), ["x", "y", "<eos>"], weights)], titles=["x y"]))
+    for fig in figures:
+        axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+        assert axes and all(ax.get_title() or fig._suptitle for ax in axes)
+        assert all(ax.get_xlabel() and ax.get_ylabel() for ax in axes)
+    calls = []
+
+    def read(sentence):
+        calls.append(sentence)
+        return list(sentence[:4]), ["x", "<eos>"], torch.full((2, 4), 0.25), "x", "never seen: z"
+    ex = translation_explorer(read, ["abcd", "efgh"])
+    first = ex.image.value
+    assert first[:4] == b"\x89PNG" and calls == ["abcd"]
+    ex.controls["sentence"].value = "wxyz"
+    assert calls[-1] == "wxyz" and ex.image.value != first
+    plt.close("all")
