@@ -7,29 +7,10 @@ from collections import Counter
 import pytest
 import torch
 
+from test_checks_training import not_implemented, passes, rejects
 from transformer_lib.bpe import bpe_merge_step
-from transformer_lib.checks import CheckFailed, check_additive_attention, check_bpe_merge_step
+from transformer_lib.checks import check_additive_attention, check_bpe_merge_step
 from transformer_lib.rnn_baseline import additive_attention
-
-
-def passes(check, fn, capsys):
-    assert check(fn) is fn
-    assert "is correct" in capsys.readouterr().out
-
-
-def rejects(check, fn, *words):
-    with pytest.raises(CheckFailed) as info:
-        check(fn)
-    message = str(info.value)
-    for word in words:
-        assert word in message, f"{word!r} not in: {message}"
-
-
-def not_implemented(check, capsys):
-    def todo(*args, **kwargs):
-        raise NotImplementedError()
-    assert check(todo) is check.reference
-    assert "is not implemented yet" in capsys.readouterr().out
 
 
 # -- the BPE merge step: right answers in other styles -----------------------------------------

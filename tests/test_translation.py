@@ -185,7 +185,8 @@ def test_bleu_tracker_reports_training_time_without_its_own():
     tracker = BleuTracker(task, "dev", max_len=5)
     first = tracker(model)
     second = tracker(model)
-    assert set(first) == {"dev_bleu", "seconds"} and 0 <= first["dev_bleu"] <= 100
+    assert set(first) == {"dev_bleu", "seconds", "cpu_seconds"} and 0 <= first["dev_bleu"] <= 100
+    assert second["cpu_seconds"] >= first["cpu_seconds"] >= 0
     assert second["seconds"] >= first["seconds"] >= 0 and tracker.eval_seconds > 0
     assert second["seconds"] - first["seconds"] < tracker.eval_seconds       # the evaluations are not counted
 

@@ -69,12 +69,13 @@ def plot_translation_history(history, metric: str = "dev_bleu", smooth: int = 20
 
 
 def plot_bleu_against_time(curves: dict[str, tuple[Sequence[float], Sequence[float]]],
-                           title: str = "BLEU on the development set against training time"):
+                           title: str = "BLEU on the development set against training time",
+                           xlabel: str = "training time (CPU seconds, evaluations not counted)"):
     """One line per model, ``{name: (seconds, BLEU)}``. Returns the Figure."""
     fig, ax = plt.subplots(figsize=(7.0, 3.4))
     for k, (name, (seconds, scores)) in enumerate(curves.items()):
         ax.plot(seconds, scores, "o-", markersize=3, color=_colour(0.25 + 0.5 * k / max(len(curves) - 1, 1)), label=name)
-    ax.set_xlabel("training time (seconds, evaluations not counted)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("BLEU (greedy)")
     ax.set_ylim(bottom=0)
     ax.set_title(title)
