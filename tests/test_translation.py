@@ -209,7 +209,7 @@ def test_step_seconds_leaves_the_model_unchanged(family):
 def test_pictures_have_titles_and_labels_and_the_explorer_redraws():
     import matplotlib.pyplot as plt
 
-    from transformer_lib.plotting import (plot_alignments, plot_bleu_against_time, plot_step_times,
+    from transformer_lib.plotting import (plot_alignments, plot_bleu_against_time, plot_step_times, plot_translation,
                                           plot_translation_history, plot_vocabulary_tradeoff, translation_explorer)
     from transformer_lib.training import History
 
@@ -221,6 +221,8 @@ def test_pictures_have_titles_and_labels_and_the_explorer_redraws():
                plot_step_times([8, 16], {"Transformer, 1 thread": [0.01, 0.02], "GRU, 1 thread": [0.01, 0.03]})]
     weights = torch.softmax(torch.randn(3, 5), dim=-1)
     figures.append(plot_alignments([(list("abcde"), ["x", "y", "<eos>"], weights)], titles=["x y"]))
+    figures.append(plot_translation("abcde", list("abcde"), ["x", "y", "<eos>"], weights, "x y", "never seen: e"))
+    assert "never seen: e" in figures[-1].axes[0].get_xlabel()
     for fig in figures:
         axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
         assert axes and all(ax.get_title() or fig._suptitle for ax in axes)

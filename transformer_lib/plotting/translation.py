@@ -12,7 +12,7 @@ import numpy as np
 from .core import SEQUENTIAL_CMAP, explorer, plot_attention, to_numpy
 
 __all__ = ["plot_vocabulary_tradeoff", "plot_translation_history", "plot_bleu_against_time", "plot_step_times",
-           "plot_alignments", "translation_explorer"]
+           "plot_alignments", "plot_translation", "translation_explorer"]
 
 
 def _colour(x: float):
@@ -127,20 +127,25 @@ def _show(token: str) -> str:
     return {"<eos>": "◀", "<bos>": "▶"}.get(token, token.replace("\u2581", "_"))
 
 
+def plot_translation(sentence: str, src_tokens: Sequence[str], out_tokens: Sequence[str], weights, translation: str,
+                     warning: str = ""):
+    """One sentence, its translation (in the title), the cross-attention map ``(T, S)`` between
+    them, and a warning under it (e.g. words the model never saw). Returns the Figure."""
+    fig, ax = plt.subplots(figsize=(0.36 * len(src_tokens) + 2.6, 0.36 * len(out_tokens) + 2.0))
+    plot_attention(to_numpy(weights), [_show(t) for t in out_tokens], [_show(t) for t in src_tokens], ax=ax,
+                   colorbar=False, title=f"{sentence}\n→ {translation}")
+    ax.set_xlabel("English (read)" + (f"\n⚠ {warning}" if warning else ""))
+    ax.set_ylabel("French (written)")
+    fig.tight_layout()
+    return fig
+
+
 def translation_explorer(read: Callable[[str], tuple], sentences: Sequence[str]):
     """Type an English sentence (or pick an example): ``read(sentence)`` returns ``(source tokens,
-    output tokens, weights (T, S), translation, warning)`` and the explorer draws the
-    translation, the alignment and any warning about words the model never saw."""
+    output tokens, weights (T, S), translation, warning)``, drawn by :func:`plot_translation`."""
     def draw(sentence: str, example: str):
         text = sentence.strip() or example
-        src, out, weights, translation, warning = read(text)
-        fig, ax = plt.subplots(figsize=(0.36 * len(src) + 2.6, 0.36 * len(out) + 2.0))
-        plot_attention(to_numpy(weights), [_show(t) for t in out], [_show(t) for t in src], ax=ax, colorbar=False,
-                       title=f"{text}\n→ {translation}")
-        ax.set_xlabel("English (read)" + (f"\n⚠ {warning}" if warning else ""))
-        ax.set_ylabel("French (written)")
-        fig.tight_layout()
-        return fig
+        return plot_translation(text, *read(text))
     return explorer(draw, sentence=widgets.Text(value="", placeholder="type an English sentence, press Enter",
                                                 description="English"),
                     example=widgets.Dropdown(options=list(sentences), value=sentences[0], description="or pick"))
