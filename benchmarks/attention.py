@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from transformer_lib.masks import causal_mask, to_torch_mask  # noqa: E402
 from transformer_lib.multi_head_attention import MultiHeadAttention  # noqa: E402
 from transformer_lib.torch_interop import copy_mha  # noqa: E402
-from transformer_lib.utils import NUM_THREADS  # noqa: E402
+from transformer_lib.runtime import NUM_THREADS  # noqa: E402
 
 TARGETS = {"fast": 1.2, "explicit": 2.0}
 

@@ -6,7 +6,7 @@
 
 Each lesson runs top to bottom in a fresh kernel, as a learner's "Restart & Run All" would; the
 wall time, kernel start included, and the kernel's peak memory (VmHWM, Linux) are recorded. Every
-lesson fixes PyTorch's CPU threads (transformer_lib.utils.NUM_THREADS: one by default, so stored
+lesson fixes PyTorch's CPU threads (transformer_lib.runtime.NUM_THREADS: one by default, so stored
 outputs reproduce everywhere; TRANSFORMER_COURSE_THREADS overrides it): each lesson runs once per
 thread count in ``--threads`` (default: 1, as shipped, and 2, a laptop's two cores). Also measured:
 ``import transformer_lib`` time beyond ``import torch``. The table is printed and written to

@@ -26,8 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from transformer_lib.pretrained import SentenceEncoder, load_corpus, model_dir  # noqa: E402
-from transformer_lib.utils import NUM_THREADS  # noqa: E402
+from transformer_lib.pretrained import model_dir  # noqa: E402
+from transformer_lib.sentence_encoder import SentenceEncoder, load_corpus  # noqa: E402
+from transformer_lib.runtime import NUM_THREADS  # noqa: E402
 
 TARGET = 1.2
 

@@ -1,7 +1,9 @@
 """Run every benchmark in this folder, one after the other (`python course.py bench`).
 
-    python course.py bench            # all benchmarks (the lesson table takes ~15 minutes)
-    python course.py bench --quick    # short versions where a benchmark offers one
+    python course.py bench            # all benchmarks (the lesson table takes ~15 minutes,
+                                      # the memory walk through lessons 00-08 ~5 minutes)
+    python course.py bench --quick    # short versions where a benchmark offers one; no lesson
+                                      # table, no memory walk
 
 Each benchmark prints ratios against the course's targets; none of them fails.
 """
@@ -17,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
     for script in sorted(HERE.glob("*.py")):
-        if script.name == "run_all.py" or (quick and script.name == "notebooks.py"):
+        if script.name == "run_all.py" or (quick and script.name in ("notebooks.py", "memory_walk.py")):
             continue
         print(f"\n=== {script.name} ===", flush=True)
         args = ["--quick"] if quick and "--quick" in script.read_text() else []

@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transformer_lib.data import DateTask, padding_fraction  # noqa: E402
+from transformer_lib.multi_head_attention import fused_attention  # noqa: E402
 from transformer_lib.training import (label_smoothed_cross_entropy, lr_scheduler, noam_lr,  # noqa: E402
                                       seq2seq_loss)
 from transformer_lib.transformer import Transformer, TransformerConfig  # noqa: E402
@@ -40,7 +41,8 @@ def make_step(task: DateTask, batch_size: int, bucket: bool, **config_changes):
     loss_fn = seq2seq_loss(0.1, loss=label_smoothed_cross_entropy)
 
     def step():
-        loss = loss_fn(model, stream())
+        with fused_attention(model):                          # as training.train does
+            loss = loss_fn(model, stream())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

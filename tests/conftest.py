@@ -9,10 +9,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(1, str(ROOT))        # course.py
+
+from build_notebooks import lesson_paths  # noqa: E402
 
 # Odd, pairwise different sizes: a swapped axis cannot pass unnoticed.
 B, T, S, D, H = 2, 5, 7, 12, 3
 D_K = D // H
+D_FF = 20
 
 
 def randomise_norms(module: torch.nn.Module) -> None:
@@ -28,3 +32,15 @@ def randomise_norms(module: torch.nn.Module) -> None:
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """nbval judges the lessons in solutions/ only: a learner's own notebook there (Untitled.ipynb,
+    a "-Copy1") is left alone. In CI, tests/test_notebooks.py fails on any such extra file."""
+    solutions = (ROOT / "solutions").resolve()
+    lessons = {p.resolve() for p in lesson_paths(solutions)}
+    extra = [item for item in items if item.path.suffix == ".ipynb" and item.path.resolve().parent == solutions
+             and item.path.resolve() not in lessons]
+    if extra:
+        config.hook.pytest_deselected(items=extra)
+        items[:] = [item for item in items if item not in extra]

@@ -183,6 +183,69 @@ def test_clear_errors(args, error, words):
         check_attention_inputs(*args)
 
 
+def test_q_k_v_of_different_dtypes_are_named():
+    q, k, v = qkv()
+    with pytest.raises(TypeError, match=r"q, k, v must have the same dtype, got q torch.float32, k torch.float64, "
+                                        r"v torch.float32: convert them with .to\(q.dtype\)"):
+        scaled_dot_product_attention(q, k.double(), v)
+
+
+# B == T: a (B, S) padding mask has the shape of a (T, S) mask, and broadcasting would read it as one
+def ambiguous_case():
+    q, k, v = qkv(batch=(T, H))                                  # B = T = 5 sequences
+    lengths = torch.tensor([7, 4, 2, 6, 3])
+    pad_2d = torch.arange(S)[None, :] < lengths[:, None]         # (B, S) = (5, 7): the mistake
+    return q, k, v, pad_2d
+
+
+def test_a_b_s_padding_mask_is_an_error_when_b_equals_t():
+    q, k, v, pad_2d = ambiguous_case()
+    words = (r"mask of shape \(5, 7\) is ambiguous for scores of shape \(5, 3, 5, 7\) \(B, H, T, S\).*read as T \(5\), "
+             r"but the batch B has the same size.*padding_mask\(ids, pad_id\), which gives \(B, 1, 1, S\), or "
+             r"mask\[:, None, None\].*mask\[None, None\], of shape \(1, 1, 5, 7\)")
+    with pytest.raises(ValueError, match=words):
+        scaled_dot_product_attention(q, k, v, mask=pad_2d)
+    # the two fixes the message names: each is unambiguous, and they mean different things
+    as_padding, _ = scaled_dot_product_attention(q, k, v, mask=pad_2d[:, None, None])
+    as_queries, _ = scaled_dot_product_attention(q, k, v, mask=pad_2d[None, None])
+    for b, n in enumerate([7, 4, 2, 6, 3]):                      # padding: sequence b sees its n real keys
+        ref, _ = scaled_dot_product_attention(q[b], k[b, :, :n], v[b, :, :n])
+        torch.testing.assert_close(as_padding[b], ref)
+    assert not torch.allclose(as_padding, as_queries)
+
+
+def test_masks_that_mean_the_same_either_way_are_accepted_when_b_equals_t():
+    q, k, v = qkv(batch=(T, H))
+    causal = causal_mask(T)                                      # (T, T): the usual 2-D mask
+    out, w = scaled_dot_product_attention(q, k[..., :T, :], v[..., :T, :], mask=causal)
+    torch.testing.assert_close(out, scaled_dot_product_attention(q, k[..., :T, :], v[..., :T, :], mask=causal[None, None])[0])
+    cached = torch.ones(T, S, dtype=torch.bool).tril(S - T)      # causal with S - T cached keys
+    scaled_dot_product_attention(q, k, v, mask=cached)
+    same_rows = (torch.arange(S) < 4).expand(T, S)               # every query the same keys: both readings agree
+    scaled_dot_product_attention(q, k, v, mask=same_rows)
+    with pytest.raises(ValueError, match="ambiguous"):           # the values are looked at, not only the shape
+        scaled_dot_product_attention(q, k, v, mask=~cached)
+
+
+def test_b_s_mask_with_b_not_t_names_the_padding_fix():
+    q, k, v = qkv()                                              # B = 2, T = 5
+    with pytest.raises(ValueError, match=r"mask of shape \(2, 7\) cannot broadcast .*read as T, not as the batch B\. "
+                                         r"For a mask of shape \(B, S\), use padding_mask\(ids, pad_id\)"):
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(B, S, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(2, 5, 7\) cannot broadcast .*read as H.*\(B, T, S\), use mask\[:, None\], "
+                                         r"of shape \(2, 1, 5, 7\)"):
+        scaled_dot_product_attention(q, k, v, mask=torch.ones(B, T, S, dtype=torch.bool))
+
+
+def test_a_b_t_s_mask_is_an_error_when_b_equals_h():
+    q, k, v = qkv(batch=(H, H))
+    mask = torch.rand(H, T, S) < 0.5
+    with pytest.raises(ValueError, match=r"\(3, 5, 7\) is ambiguous .*read as H \(3\).*mask\[:, None\], of shape "
+                                         r"\(3, 1, 5, 7\).*mask\[None\], of shape \(1, 3, 5, 7\)"):
+        scaled_dot_product_attention(q, k, v, mask=mask)
+    scaled_dot_product_attention(*qkv(batch=(B, H)), mask=mask)   # B != H: a (H, T, S) mask per head is fine
+
+
 @pytest.mark.parametrize("p", [-0.1, 1.0, "0.1"])
 def test_bad_dropout_is_rejected(p):
     with pytest.raises((TypeError, ValueError), match="dropout_p"):

@@ -22,7 +22,7 @@ def test_shapes_pooler_and_tied_head():
     assert mlm.bert(ids).shape == (B, 7, D)
     assert mlm(ids).shape == (B, 7, V)
     assert mlm.bert.pooled(mlm.bert(ids)).shape == (B, D)
-    assert mlm.head.decoder.weight is mlm.bert.embeddings.token.weight
+    assert mlm.head.generator.weight is mlm.bert.embeddings.embed.weight
     clf = BertClassifier(mlm.bert, 3).eval()
     assert clf(ids).shape == (B, 3) and clf.bert is mlm.bert
 
@@ -125,3 +125,31 @@ def test_python_source_corpus_is_the_standard_library():
     with pytest.raises(ValueError, match="no .py source"):
         python_source_corpus(("sys",))
 
+
+
+def test_attention_mask_conventions():
+    """Bool or 0/1 integers (Hugging Face's) mean the same; a float mask is refused, never inverted."""
+    model = BertModel(tiny()).eval()
+    ids = torch.randint(1, V, (B, 6))
+    keep = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    out = model(ids, attention_mask=keep)
+    torch.testing.assert_close(model(ids, attention_mask=keep.long()), out)
+    torch.testing.assert_close(model(ids[1:, :4])[0], out[1, :4])
+    additive = torch.zeros(B, 6).masked_fill(~keep, float("-inf"))          # 0 = attend, -inf = blocked
+    with pytest.raises(TypeError, match=r"attention_mask must be a bool tensor or a 0/1 integer tensor .*got dtype "
+                                        r"torch.float32; .*additive float mask \(0 / -inf\) use mask == 0"):
+        model(ids, attention_mask=additive)
+    with pytest.raises(ValueError, match=r"only 0 \(padding\) and 1 \(real token\).*did you pass the token ids"):
+        model(ids, attention_mask=ids)
+    with pytest.raises(ValueError, match=r"token_type_ids must have the shape of ids \(2, 6\)"):
+        model(ids, token_type_ids=torch.zeros(B, 5, dtype=torch.long))
+    with pytest.raises(TypeError, match="num_labels must be a positive int"):
+        BertClassifier(model, 2.0)
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    mlm = BertForMaskedLM(tiny())
+    with pytest.warns(DeprecationWarning, match="MaskedLMHead.decoder is deprecated: use MaskedLMHead.generator"):
+        assert mlm.head.decoder is mlm.head.generator
+    with pytest.warns(DeprecationWarning, match="BertEmbeddings.token is deprecated: use BertEmbeddings.embed"):
+        assert mlm.bert.embeddings.token is mlm.bert.embeddings.embed

@@ -1,12 +1,15 @@
 """The course as a learner meets it: JupyterLab in a real (headless) Chromium.
 
-The test starts JupyterLab on localhost (a free port, a token, news and update pop-ups off) on a
-temporary copy of the course, drives Debian's Chromium with Playwright (no browser download) and:
+The test starts JupyterLab on a temporary copy of the course with `course.py lab`'s own launch
+code (``course.lab_command`` and ``course.course_env``, through ``tools/lab_server.py``; a free port
+and a token added), drives Debian's Chromium with Playwright (no browser download) and:
 
 1. opens lesson 00 at the path the README gives, runs all cells, finds no error output;
 2. opens an exercise notebook, runs an exercise's check before solving it (the friendly
    "not implemented yet"), pastes the reference solution and sees the success line;
-3. opens the positional-encoding and attention explorers, moves a control and sees the
+3. follows an exercise notebook's link to its solution in ``../solutions/`` and sees the solved
+   lesson open (it is inside the served folder, so no "403: not in root");
+4. opens the positional-encoding and attention explorers, moves a control and sees the
    picture change (the rendered image before and after are compared).
 
 Screenshots of each step go to artifacts/browser/ (git-ignored). Without a Chromium the test
@@ -18,18 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, lesson_paths
+from lab_server import LabServer
 
 ARTIFACTS = ROOT / "artifacts" / "browser"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -47,12 +45,6 @@ def find_browser() -> str | None:
     return next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def write_settings(folder: Path) -> None:
     """User settings: no news/update pop-ups, every cell rendered (no windowing), no autosave."""
     settings = {
@@ -68,7 +60,8 @@ def write_settings(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """A JupyterLab server on a temporary copy of the course; yields (base_url, token, copy)."""
+    """JupyterLab as `course.py lab` starts it, on a temporary copy of the course; yields
+    (base_url, token, copy)."""
     if find_browser() is None:
         if os.environ.get("CI"):
             pytest.fail("no Chromium in CI: .ci/run should have installed it (apt-get install chromium)")
@@ -78,37 +71,10 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     for folder in ("notebooks", "solutions"):
         shutil.copytree(ROOT / folder, work / folder)
-    write_settings(work / "settings")
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTERLAB_SETTINGS_DIR": str(work / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(work / "workspaces"), "JUPYTER_RUNTIME_DIR": str(work / "runtime")}
-    log = open(work / "jupyter.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={work}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--allow-root"],
-        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError((work / "jupyter.log").read_text())
-                time.sleep(0.5)
-        else:
-            raise RuntimeError("JupyterLab did not start: " + (work / "jupyter.log").read_text()[-2000:])
-        yield base, token, work
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    server = LabServer(work)
+    write_settings(Path(server.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings")   # the course's own settings folder
+    with server:
+        yield server.url, server.token, work
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +152,7 @@ def output_text(page, index: int) -> str:
 def first_exercise(lab) -> tuple[str, str]:
     """(lesson stem, reference solution source) of the first exercise after lesson 00."""
     _, _, work = lab
-    lessons = sorted(p for p in (work / "solutions").glob("*.ipynb") if not p.name.startswith("00"))
+    lessons = [p for p in lesson_paths(work / "solutions") if not p.name.startswith("00")]
     path = lessons[0] if lessons else work / "solutions" / "00_start_here.ipynb"
     for cell in json.loads(path.read_text())["cells"]:
         source = "".join(cell["source"])
@@ -224,6 +190,28 @@ def test_exercise_check_before_and_after_pasting_the_solution(browser, lab):
     run_cell(page, check)
     page.locator(f"{PANEL} .jp-Cell").nth(check).screenshot(path=str(ARTIFACTS / "2b-check-passes.png"))
     assert "is correct" in output_text(page, check), output_text(page, check)
+    page.close()
+
+
+def test_an_exercise_links_to_its_solution_and_the_solution_opens(browser, lab):
+    """The header of every exercise notebook links ``../solutions/NN.ipynb``: clicking it opens the
+    solved lesson in JupyterLab (before, `course.py lab` served notebooks/ only: 403)."""
+    stem, _ = first_exercise(lab)
+    page = open_notebook(browser, lab, f"notebooks/{stem}.ipynb")
+    header = json.loads((lab[2] / "notebooks" / f"{stem}.ipynb").read_text())["cells"][0]
+    assert f"](../solutions/{stem}.ipynb)" in "".join(header["source"])
+    # JupyterLab renders the relative link with its resolved address and opens it in a tab when clicked
+    link = page.locator(f"{PANEL} .jp-RenderedMarkdown a[href*='/files/solutions/{stem}.ipynb']").first
+    link.click()
+    tab = page.locator(f"li.lm-TabBar-tab[title*='Path: solutions/{stem}.ipynb']")
+    try:
+        tab.wait_for(timeout=60_000)
+        page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell .jp-OutputArea-output", timeout=60_000)
+    finally:
+        page.screenshot(path=str(ARTIFACTS / "5-solution-from-exercise-link.png"), full_page=True)
+    assert not page.locator(".jp-Dialog").count(), page.locator(".jp-Dialog").all_inner_texts()
+    shown = page.locator(f"{PANEL} .jp-Notebook").inner_text()
+    assert "Exercise version" not in shown and "is correct" in shown     # the solved lesson, with its outputs
     page.close()
 
 

@@ -106,7 +106,72 @@ def test_check_mode_reports_out_of_date(tmp_path):
 
 
 def test_every_solution_notebook_builds_with_balanced_markers():
-    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+    for path in bn.lesson_paths(ROOT / "solutions"):
         nb = bn.exercise_notebook(json.loads(path.read_text()), path.name)
         text = json.dumps(nb)
         assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text, path.name
+
+
+def edit(path: Path, note: str) -> None:
+    path.write_text(path.read_text().replace('"x = ', f'"# {note}\\nx = ', 1))
+
+
+def test_two_forced_rebuilds_within_one_second_keep_both_backups(tmp_path, monkeypatch):
+    sol, out = tmp_path / "solutions", tmp_path / "notebooks"
+    write(sol / "01_a.ipynb", notebook(code_cell("x = 1")))
+    bn.build(sol, out, log=lambda *a: None)
+    monkeypatch.setattr(bn.time, "strftime", lambda fmt: "20260101-120000")   # the same second twice
+    for version, note in ((2, "first notes"), (3, "second notes")):
+        edit(out / "01_a.ipynb", note)
+        write(sol / "01_a.ipynb", notebook(code_cell(f"x = {version}")))
+        assert bn.build(sol, out, force=True, log=lambda *a: None) == 0
+    backups = sorted((out / ".backup").glob("01_a-*.ipynb"))
+    assert [p.name for p in backups] == ["01_a-20260101-120000-2.ipynb", "01_a-20260101-120000.ipynb"]
+    texts = sorted(p.read_text() for p in backups)
+    assert any("first notes" in t for t in texts) and any("second notes" in t for t in texts)
+
+
+def test_backups_are_git_ignored():
+    assert "notebooks/.backup/" in (ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_a_broken_solution_notebook_is_named_not_a_raw_json_error(tmp_path):
+    sol, out = tmp_path / "solutions", tmp_path / "notebooks"
+    write(sol / "01_a.ipynb", notebook(code_cell("x = 1")))
+    (sol / "02_b.ipynb").write_text(json.dumps(notebook(code_cell("y = 1")))[:40])   # cut off while saving
+    with pytest.raises(bn.BuildError, match=r"^solutions/02_b.ipynb is not valid JSON \(line 1, column \d+: .*git checkout"):
+        bn.build(sol, out, log=lambda *a: None)
+    assert not out.exists()                                                      # nothing was written
+    (sol / "02_b.ipynb").write_text("[1, 2]")
+    with pytest.raises(bn.BuildError, match=r"^solutions/02_b.ipynb is JSON but not a notebook"):
+        bn.build(sol, out, log=lambda *a: None)
+
+
+def test_a_broken_manifest_is_named_and_the_way_out_given(tmp_path):
+    sol, out = tmp_path / "solutions", tmp_path / "notebooks"
+    write(sol / "01_a.ipynb", notebook(code_cell("x = 1")))
+    bn.build(sol, out, log=lambda *a: None)
+    (out / bn.MANIFEST).write_text('{"01_a.ipynb": "12')
+    with pytest.raises(bn.BuildError, match=r"^notebooks/.build-manifest.json is not valid JSON .*Delete it"):
+        bn.build(sol, out, check=True, log=lambda *a: None)
+
+
+def test_main_reports_a_broken_file_in_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions" / "01_a.ipynb").write_text("{")
+    monkeypatch.setattr(bn, "ROOT", tmp_path)
+    assert bn.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: solutions/01_a.ipynb is not valid JSON") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["Untitled.ipynb", "Untitled1.ipynb", "04_multi_head_attention-Copy1.ipynb",
+                                  "3_x.ipynb", "03_Attention.ipynb", "03_attention.ipynb.bak"])
+def test_a_learners_extra_notebook_is_not_a_lesson(tmp_path, name):
+    sol, out = tmp_path / "solutions", tmp_path / "notebooks"
+    write(sol / "01_a.ipynb", notebook(code_cell("x = 1")))
+    write(sol / name, notebook(code_cell("my scratch")))
+    write(sol / ".ipynb_checkpoints" / "01_a-checkpoint.ipynb", notebook(code_cell("x = 0")))
+    assert bn.lesson_paths(sol) == [sol / "01_a.ipynb"]
+    assert bn.build(sol, out, log=lambda *a: None) == 0
+    assert sorted(p.name for p in out.glob("*.ipynb")) == ["01_a.ipynb"]

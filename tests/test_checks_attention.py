@@ -10,18 +10,7 @@ import torch.nn.functional as F
 from transformer_lib import attention
 from transformer_lib.checks import (CheckFailed, check_attention_scores, check_scaled_dot_product_attention,
                                     check_softmax)
-
-
-def todo(*args, **kwargs):
-    raise NotImplementedError()
-
-
-@pytest.mark.parametrize("check, reference", [(check_attention_scores, attention.attention_scores),
-                                              (check_softmax, attention.softmax),
-                                              (check_scaled_dot_product_attention, attention.scaled_dot_product_attention)])
-def test_not_implemented_returns_the_reference(check, reference, capsys):
-    assert check(todo) is reference
-    assert "is not implemented yet" in capsys.readouterr().out
+from transformer_lib.checks.attention import attention_with_mistake
 
 
 # ---------------------------------------------------------------------------- scores
@@ -31,6 +20,7 @@ def test_not_implemented_returns_the_reference(check, reference, capsys):
     attention.attention_scores,
     lambda q, k: torch.einsum("...td,...sd->...ts", q, k) / q.shape[-1] ** 0.5,
     lambda q, k: (q / math.sqrt(q.size(-1))) @ k.mT,
+    lambda q, k: (q.double() @ k.double().transpose(-2, -1) / math.sqrt(q.shape[-1])).float(),   # float64 inside
 ])
 def test_scores_accept_correct_versions(fn, capsys):
     assert check_attention_scores(fn) is fn
@@ -51,13 +41,14 @@ def test_scores_accept_correct_versions(fn, capsys):
                  marks=pytest.mark.filterwarnings("ignore:The use of `x.T`")),
     (lambda q, k: q @ k.transpose(1, 2) / math.sqrt(q.shape[-1]), r"transpose the wrong axes"),  # wrong pair of axes
     (lambda q, k: None, "forget the `return` statement"),
+    (lambda q, k: q.div_(math.sqrt(q.shape[-1])) @ k.transpose(-2, -1), r"changed its argument `q` in place"),
 ])
 def test_scores_reject_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
         check_attention_scores(wrong)
 
 
-def test_missing_transpose_is_named_where_the_shapes_allow_it():
+def test_scores_missing_transpose_is_named_where_the_shapes_allow_it():
     """Where S == d_k, q @ k runs: the check names the mistake from the values."""
     calls = []
 
@@ -77,6 +68,8 @@ def test_missing_transpose_is_named_where_the_shapes_allow_it():
     attention.softmax,
     lambda x: torch.softmax(x, dim=-1),
     lambda x: torch.exp(x - torch.logsumexp(x, dim=-1, keepdim=True)),
+    lambda x: (lambda e: e / e.sum(-1, keepdim=True))(torch.exp(x - x.max(dim=-1, keepdim=True).values)),
+    lambda x: torch.softmax(x.double(), dim=-1),                                # float64 result: fine
 ])
 def test_softmax_accepts_correct_versions(fn):
     assert check_softmax(fn) is fn
@@ -88,6 +81,16 @@ def naive_softmax(x):
 
 def global_max_softmax(x):
     e = torch.exp(x - x.max())
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def min_shifted_softmax(x):
+    e = torch.exp(x - x.amin(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def mean_shifted_softmax(x):
+    e = torch.exp(x - x.mean(dim=-1, keepdim=True))
     return e / e.sum(dim=-1, keepdim=True)
 
 
@@ -106,7 +109,9 @@ def in_place_softmax(x):
     (lambda x: torch.log_softmax(x, dim=-1), "log_softmax"),
     (naive_softmax, "Subtract each row's maximum"),
     (global_max_softmax, "each row's \\*own\\* maximum"),
-    (in_place_softmax, "in place"),
+    (in_place_softmax, r"changed its argument `x` in place on scores of shape \(2, 3, 5, 7\)"),
+    (min_shifted_softmax, r"row \[0, -100, -100\] .* contains NaN or inf: it subtracts each row's \*minimum\*"),
+    (mean_shifted_softmax, r"finfo.min.* contains NaN or inf: it subtracts each row's \*mean\*"),
     (lambda x: torch.softmax(x, dim=-1)[..., :-1], "should have shape"),
     (lambda x: torch.softmax(x, dim=0), r"wrong axis \(dim=0\)"),
     (lambda x: torch.softmax(x, dim=1), r"wrong axis \(dim=1\)"),
@@ -122,31 +127,10 @@ def test_softmax_rejects_wrong_versions(wrong, words):
 # ---------------------------------------------------------------------------- scaled dot-product attention
 
 
-def attention_with(scale=lambda q: math.sqrt(q.shape[-1]), dim=-1, fill="min", zero_blocked=True, invert=False,
-                   ignore_mask=False, scale_after=None, transpose_k=True, mask_how="fill"):
-    """A learner-style attention with one switchable mistake."""
-    def fn(q, k, v, mask=None):
-        scores = q @ (k.transpose(-2, -1) if transpose_k else k)
-        if scale_after is None:
-            scores = scores / scale(q)
-        m = None if mask is None or ignore_mask else (~mask if invert else mask)
-        if m is not None and mask_how == "fill":
-            value = {"min": torch.finfo(scores.dtype).min, "-inf": float("-inf"), "-1e9": -1e9}[fill]
-            scores = scores.masked_fill(~m, value)
-        elif m is not None and mask_how == "multiply":
-            scores = scores * m
-        weights = torch.softmax(scores, dim=dim)
-        if m is not None and mask_how == "after":
-            weights = weights * m
-        elif m is not None and zero_blocked:
-            weights = weights.masked_fill(~m, 0.0)
-        if scale_after == "weights":
-            weights = weights / scale(q)
-        out = weights @ v
-        if scale_after == "output":
-            out = out / scale(q)
-        return out, weights
-    return fn
+def attention_with(**mistake):
+    """A learner-style attention with one mistake, built from the check's own simulator of the typical
+    mistakes (attention_with_mistake), so tests and diagnoses share one definition."""
+    return lambda q, k, v, mask=None: attention_with_mistake(q, k, v, mask, **mistake)
 
 
 def fused_plus_recomputed_weights(q, k, v, mask=None):
@@ -177,6 +161,24 @@ def loop_over_queries(q, k, v, mask=None):
     return out.reshape(*batch, T, -1), weights.reshape(*batch, T, S)
 
 
+def float64_inside(q, k, v, mask=None):
+    """Correct: computes in float64 and returns the inputs' dtype."""
+    out, weights = attention.scaled_dot_product_attention(q.double(), k.double(), v.double(), mask)
+    return out.to(q.dtype), weights.to(q.dtype)
+
+
+def inverts_the_callers_mask(q, k, v, mask=None):
+    """Right results, but the caller's mask is inverted in place."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        blocked = mask.logical_not_()
+        scores = scores.masked_fill(blocked, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1).masked_fill(blocked, 0.0)
+    else:
+        weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights
+
+
 def minus_inf_then_nan_to_num(q, k, v, mask=None):
     """Correct: -inf fill, then the NaN of a fully masked row replaced by 0."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
@@ -188,32 +190,33 @@ def minus_inf_then_nan_to_num(q, k, v, mask=None):
 
 @pytest.mark.parametrize("fn", [attention.scaled_dot_product_attention, fused_plus_recomputed_weights,
                                 loop_over_queries, minus_inf_then_nan_to_num,
-                                attention_with(fill="-inf")])   # -inf, then the blocked weights set to 0: also right
+                                attention_with(fill="-inf"),    # -inf, then the blocked weights set to 0: also right
+                                float64_inside])
 def test_attention_accepts_correct_versions(fn, capsys):
     assert check_scaled_dot_product_attention(fn) is fn
     assert "✅ scaled_dot_product_attention is correct on all 7 test cases" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (attention_with(scale=lambda q: 1.0), "not scaled"),
-    (attention_with(scale=lambda q: q.shape[-1]), r"divided by d_k = 4 instead of √d_k = 2"),
-    (attention_with(scale=lambda q: math.sqrt(q.shape[-2])), r"wrong length: √T"),
-    (attention_with(scale=lambda q: math.sqrt(7)), r"wrong length: √S"),
-    (attention_with(scale=lambda q: math.sqrt(q.shape[1])), r"softmax\(q k\^T / 1\.73\).*check your scaling"),
-    (attention_with(scale_after="weights"), "scaling comes after the softmax"),
-    (attention_with(scale_after="output"), "scaling comes after the softmax"),
+    (attention_with(divisor=1.0), "not scaled"),
+    (attention_with(divisor=lambda q: q.shape[-1]), r"divided by d_k = 4 instead of √d_k = 2"),
+    (attention_with(divisor=lambda q: math.sqrt(q.shape[-2])), r"wrong length: √T"),
+    (attention_with(divisor=math.sqrt(7)), r"wrong length: √S"),
+    (attention_with(divisor=lambda q: math.sqrt(q.shape[1])), r"softmax\(q k\^T / 1\.73\).*check your scaling"),
+    (attention_with(after_softmax="weights"), "scaling comes after the softmax"),
+    (attention_with(after_softmax="output"), "scaling comes after the softmax"),
     (attention_with(dim=-2), "softmax is over the wrong axis.*dim=-2"),
     (attention_with(dim=1), "softmax is over the wrong axis"),
-    (attention_with(ignore_mask=True), "mask is ignored"),
-    (attention_with(invert=True), "mask is inverted"),
-    (attention_with(invert=True, fill="-1e9", zero_blocked=False), "mask is inverted"),
-    (attention_with(fill="-inf", zero_blocked=False), "NaN in the query whose keys are all masked"),
-    (attention_with(fill="-1e9", zero_blocked=False), "uniform weights 1/S"),
-    (attention_with(zero_blocked=False), "uniform weights 1/S"),
-    (attention_with(fill="-1e9"), "-1e9 does not fit in float16"),
-    (attention_with(mask_how="multiply"), "multiplied by the mask"),
-    (attention_with(mask_how="multiply", zero_blocked=False), "multiplied by the mask"),
-    (attention_with(mask_how="after"), "mask is applied after the softmax"),
+    (attention_with(mask_mode="ignore"), "mask is ignored"),
+    (attention_with(mask_mode="invert"), "mask is inverted"),
+    (attention_with(mask_mode="invert", fill=-1e9, zero_masked=False), "mask is inverted"),
+    (attention_with(fill="-inf", zero_masked=False), "NaN in the query whose keys are all masked"),
+    (attention_with(fill=-1e9, zero_masked=False), "uniform weights 1/S"),
+    (attention_with(zero_masked=False), "uniform weights 1/S"),
+    (attention_with(fill=-1e9), "-1e9 does not fit in float16"),
+    (attention_with(mask_mode="multiply"), "multiplied by the mask"),
+    (attention_with(mask_mode="multiply", zero_masked=False), "multiplied by the mask"),
+    (attention_with(mask_mode="after"), "mask is applied after the softmax"),
     (attention_with(transpose_k=False), "transpose k"),
     (lambda q, k, v, mask=None: attention.scaled_dot_product_attention(q, k, v, mask)[0], "pair"),
     (lambda q, k, v, mask=None: tuple(x.float() for x in attention.scaled_dot_product_attention(q, k, v, mask)),
@@ -230,23 +233,17 @@ def test_attention_accepts_correct_versions(fn, capsys):
     (lambda q, k, v: attention.scaled_dot_product_attention(q, k, v), r"keep the exercise's signature"),
     (lambda q, k, v, mask=None: (lambda w: (v.transpose(-2, -1) @ w, w))(attention.scaled_dot_product_attention(q, k, v, mask)[1]),
      r"the output is weights @ v"),
+    (inverts_the_callers_mask, r"inverted its argument `mask` in place on the same sizes with a padding mask"),
 ])
 def test_attention_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
         check_scaled_dot_product_attention(wrong)
 
 
-def test_missing_transpose_is_named_where_the_shapes_allow_it():
+def test_attention_missing_transpose_is_named_where_the_shapes_allow_it():
     def transpose_only_when_needed(q, k, v, mask=None):
         if k.shape[-2] == k.shape[-1]:
             return attention_with(transpose_k=False)(q, k, v, mask)
         return attention.scaled_dot_product_attention(q, k, v, mask)
     with pytest.raises(CheckFailed, match=r"k is not transposed \(q @ k\)"):
         check_scaled_dot_product_attention(transpose_only_when_needed)
-
-
-def test_the_check_leaves_the_thread_count_and_random_state_alone():
-    threads = torch.get_num_threads()
-    state = torch.random.get_rng_state()
-    check_scaled_dot_product_attention(attention.scaled_dot_product_attention)
-    assert torch.get_num_threads() == threads and torch.equal(torch.random.get_rng_state(), state)

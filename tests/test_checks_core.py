@@ -1,4 +1,5 @@
-"""The exercise-check machinery, shown on lesson 00's warm-up exercise."""
+"""The exercise-check machinery, shown on lesson 00's warm-up exercise (the rules every check
+follows are tested over all checks in test_checks_all.py)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import pytest
 import torch
 
 from transformer_lib.checks import CheckFailed, check_normalize_rows
-from transformer_lib.checks._core import PROGRESS_ENV
-from transformer_lib.checks.start_here import normalize_rows
+from transformer_lib.checks._core import PROGRESS_ENV, translate
+from transformer_lib.start_here import normalize_rows
 
 
 def test_correct_function_passes_and_is_returned(capsys):
@@ -17,19 +18,11 @@ def test_correct_function_passes_and_is_returned(capsys):
     assert "✅ normalize_rows is correct" in capsys.readouterr().out
 
 
-def test_not_implemented_prints_friendly_message_and_returns_reference(capsys):
-    def todo(x):
-        raise NotImplementedError()
-    assert check_normalize_rows(todo) is normalize_rows
-    out = capsys.readouterr().out
-    assert "not implemented yet" in out and "transformer_lib.checks.start_here.normalize_rows" in out
-
-
 @pytest.mark.parametrize("wrong, words", [
     (lambda x: x / x.sum(dim=-2, keepdim=True), "column"),
     (lambda x: x / x.sum(), "whole tensor"),
     (lambda x: x / x.amax(dim=-1, keepdim=True), "largest value"),
-    (lambda x: x * 0.5, "largest difference"),
+    (lambda x: x * 0.5, r"the first wrong entry is \[0, 0\] = .*, expected .* \(largest difference"),
     (lambda x: x.sum(-1), r"shape \(3, 5\), got \(3,\)"),
     (lambda x: x.numpy(), "should be a torch.Tensor"),
     (lambda x: x.reshape(-1) @ x, "raised RuntimeError"),
@@ -51,9 +44,37 @@ def test_results_are_recorded_for_the_progress_command(tmp_path, monkeypatch):
     check_normalize_rows(normalize_rows)
     with pytest.raises(CheckFailed):
         check_normalize_rows(lambda x: x)
+
     def todo(x):
-        raise NotImplementedError
+        raise NotImplementedError()
     check_normalize_rows(todo)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["status"] for r in rows] == ["pass", "fail", "todo"]
     assert rows[1]["check"] == "normalize_rows" and "wrong" in rows[1]["message"]
+
+
+@pytest.mark.parametrize("error, words", [
+    (TypeError("unsupported operand type(s) for +: 'Tensor' and 'tuple'"), "take the output with [0]"),
+    (TypeError("layer_norm(): argument 'input' (position 1) must be Tensor, not tuple"), "take the output with [0]"),
+    (TypeError("view(): argument 'size' failed to unpack the object at pos 4 with error \"type must be tuple of "
+               "ints,but got float\""), "d_k = D // num_heads"),
+    (TypeError("view(): argument 'size' (position 1) must be tuple of ints, but found element of type float at pos 3"),
+     "d_k = D // num_heads"),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied (10x12 and 20x12)"), "is used as x @ w_1"),
+    (RuntimeError("view size is not compatible with input tensor's size and stride"), ".reshape(...)"),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied (10x12 and 13x20)"), None),
+    (ValueError("my own bug"), None),
+])
+def test_common_raw_errors_are_translated_into_what_to_change(error, words):
+    said = translate(error)
+    assert said is None if words is None else words in said
+
+
+def test_raw_errors_from_real_code_are_translated():
+    x, w_1 = torch.randn(2, 5, 12), torch.randn(12, 20)
+    with pytest.raises(RuntimeError) as info:
+        torch.nn.functional.linear(x, w_1)                     # the paper's (D, d_ff) weight in F.linear
+    assert "x @ w_1" in translate(info.value)
+    with pytest.raises(TypeError) as info:
+        x.view(2, 5, 3, 12 / 3)                                 # a float size
+    assert "//" in translate(info.value)

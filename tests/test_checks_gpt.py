@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from transformer_lib import KVCache, causal_mask, merge_heads, scaled_dot_product_attention, split_heads
 from transformer_lib.checks import CheckFailed, check_causal_lm_loss, check_kv_cache_step, check_top_k_probs
-from transformer_lib.gpt import causal_lm_loss, kv_cache_step
+from transformer_lib.gpt import causal_lm_loss
+from transformer_lib.kv_cache import kv_cache_step
 from transformer_lib.sampling import top_k_probs
 
 
@@ -15,19 +16,15 @@ def ce(logits, targets, **kw):
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), **kw)
 
 
-def todo(*args):
-    raise NotImplementedError()
-
-
 # ---- causal LM loss ------------------------------------------------------------------------
 
 def test_causal_lm_loss_accepts_correct_versions(capsys):
     other = lambda logits, ids: F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:])  # noqa: E731
-    for fn in (causal_lm_loss, other):
+    float64 = lambda logits, ids: -torch.log_softmax(logits[:, :-1].double(), -1).gather(  # noqa: E731
+        -1, ids[:, 1:, None]).mean()
+    for fn in (causal_lm_loss, other, float64):
         assert check_causal_lm_loss(fn) is fn
-    assert check_causal_lm_loss(todo) is causal_lm_loss
-    out = capsys.readouterr().out
-    assert out.count("✅") == 2 and "not implemented yet" in out
+    assert capsys.readouterr().out.count("✅") == 3
 
 
 @pytest.mark.parametrize("wrong, words", [
@@ -52,7 +49,7 @@ def step_with_library_cache(attn, x, past_k, past_v):
     """Another correct way: the layer's own forward with a KVCache holding the past."""
     cache = KVCache(k=past_k, v=past_v) if past_k.shape[-2] else KVCache()
     new = x[:, -1:]
-    out, _ = attn(new, new, new, cache=cache)
+    out, _ = attn(new, new, new, keys_values=cache)
     return out, cache.k, cache.v
 
 
@@ -91,9 +88,7 @@ def make_step(not_appending=False, recompute=False, axis=-2, query_all=False, ne
 def test_kv_cache_step_accepts_correct_versions(capsys):
     for fn in (kv_cache_step, step_with_library_cache):
         assert check_kv_cache_step(fn) is fn
-    assert check_kv_cache_step(todo) is kv_cache_step
-    out = capsys.readouterr().out
-    assert out.count("✅") == 2 and "not implemented yet" in out
+    assert capsys.readouterr().out.count("✅") == 2
 
 
 @pytest.mark.parametrize("wrong, words", [
@@ -108,6 +103,7 @@ def test_kv_cache_step_accepts_correct_versions(capsys):
     (make_step(no_w_o=True), "w_o is missing"),
     (make_step(only_new=True), "holds the newest token only"),
     (lambda attn, x, k, v: (x[:, -1:], k), "should return \\(out, k, v\\)"),
+    (lambda attn, x, k, v: kv_cache_step(attn, x, k.mul_(1.0).add_(1.0), v), r"changed its argument `past_k` in place"),
 ])
 def test_kv_cache_step_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -142,9 +138,7 @@ def scatter_top_k(logits, k):
 def test_top_k_probs_accepts_correct_versions(capsys):
     for fn in (top_k_probs, sorted_top_k, scatter_top_k):
         assert check_top_k_probs(fn) is fn
-    assert check_top_k_probs(todo) is top_k_probs
-    out = capsys.readouterr().out
-    assert out.count("✅") == 3 and "not implemented yet" in out
+    assert capsys.readouterr().out.count("✅") == 3
 
 
 def keep(logits, k, dim=-1):
@@ -162,6 +156,8 @@ def keep(logits, k, dim=-1):
                                                 float("-inf")), -1), "k smallest"),
     (lambda lo, k: torch.softmax(keep(lo, k), dim=0).nan_to_num(0.0), "over the batch"),
     (lambda lo, k: torch.softmax(keep(lo, k) / 2, -1), "largest difference"),
+    (lambda lo, k: torch.softmax(lo.masked_fill_(lo < torch.topk(lo, k).values[..., -1:], float("-inf")), -1),
+     r"changed its argument `logits` in place"),
 ])
 def test_top_k_probs_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):

@@ -12,18 +12,6 @@ from transformer_lib.checks import (CheckFailed, check_merge_heads, check_multi_
                                     check_split_heads)
 
 
-def todo(*args, **kwargs):
-    raise NotImplementedError()
-
-
-@pytest.mark.parametrize("check, reference", [(check_split_heads, mha_module.split_heads),
-                                              (check_merge_heads, mha_module.merge_heads),
-                                              (check_multi_head_attention_forward, mha_module.multi_head_attention_forward)])
-def test_not_implemented_returns_the_reference(check, reference, capsys):
-    assert check(todo) is reference
-    assert "is not implemented yet" in capsys.readouterr().out
-
-
 # ---------------------------------------------------------------------------- split_heads
 
 
@@ -52,6 +40,8 @@ def test_split_heads_accepts_correct_versions(fn, capsys):
     (lambda x, H: x.view(*shape(x, H)[:2], H, -1).transpose(1, 2).flip(1), "reverse order"),
     (lambda x, H: x.view(*shape(x, H)[:2], H, -1).transpose(-2, -1), "should have shape"),
     (lambda x, H: x * 2, "should have shape"),
+    (lambda x, H: x.view(x.shape[0], x.shape[1], H, x.shape[2] / H).transpose(1, 2),
+     r"raised TypeError .*\n   Hint: a size is a float.*d_k = D // num_heads"),
 ])
 def test_split_heads_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -82,8 +72,10 @@ def test_merge_heads_accepts_correct_versions(fn, capsys):
     (lambda x: x.permute(0, 2, 3, 1).reshape(*merged(x)), "wrong order: their features are interleaved"),
     (lambda x: x.flip(1).transpose(1, 2).reshape(*merged(x)), r"wrong order \(last head first\)"),
     (lambda x: x.transpose(1, 2).view(*merged(x)), "view needs the numbers in memory order"),
-    (lambda x: x.sum(dim=1), "sum or average the heads"),
-    (lambda x: x.mean(dim=1), "sum or average the heads"),
+    (lambda x: x.sum(dim=1), r"= \(B, T, d_k\): it sums the heads. The heads must be concatenated"),
+    (lambda x: x.mean(dim=1), "it averages the heads"),
+    (lambda x: x[:, 0], "it returns head 0 only"),
+    (lambda x: x[:, -1], r"it returns head 2 only"),
 ])
 def test_merge_heads_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -135,11 +127,37 @@ def loop_over_heads(mha, query, key, value, mask=None):
     return mha.w_o(torch.cat(outs, dim=-1)), torch.stack(weights, dim=1)
 
 
+def einsum_forward(mha, query, key, value, mask=None):
+    """Correct: the heads with einsum, float64 scores."""
+    B, T, D = query.shape
+    H, d_k = mha.num_heads, D // mha.num_heads
+    q = mha.w_q(query).view(B, T, H, d_k)
+    k = mha.w_k(key).view(B, -1, H, d_k)
+    v = mha.w_v(value).view(B, -1, H, d_k)
+    scores = torch.einsum("bthd,bshd->bhts", q.double(), k.double()) / math.sqrt(d_k)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, -1e9)                      # -1e9 is fine in float64
+    weights = torch.softmax(scores, dim=-1).float()
+    if mask is not None:
+        weights = weights.masked_fill(~mask, 0.0)
+    out = torch.einsum("bhts,bshd->bthd", weights, v).reshape(B, T, D)
+    return mha.w_o(out), weights
+
+
 @pytest.mark.parametrize("fn", [mha_module.multi_head_attention_forward, forward_with(), loop_over_heads,
-                                lambda mha, q, k, v, mask=None: mha(q, k, v, mask=mask)])
+                                einsum_forward])
 def test_forward_accepts_correct_versions(fn, capsys):
     assert check_multi_head_attention_forward(fn) is fn
-    assert "✅ multi_head_attention_forward is correct on all 4 test cases" in capsys.readouterr().out
+    assert "✅ multi_head_attention_forward is correct on all 5 test cases" in capsys.readouterr().out
+
+
+def returning(change):
+    """The right forward pass, its (output, weights) changed by ``change``."""
+    return lambda mha, q, k, v, mask=None: change(*mha_module.multi_head_attention_forward(mha, q, k, v, mask))
+
+
+def swapped_key_and_value(mha, query, key, value, mask=None):
+    return mha_module.multi_head_attention_forward(mha, query, value, key, mask)
 
 
 @pytest.mark.parametrize("wrong, words", [
@@ -153,16 +171,28 @@ def test_forward_accepts_correct_versions(fn, capsys):
     (forward_with(split="reshape"), r"split by reshaping straight to \(B, H, T, d_k\)"),
     (forward_with(value_proj="w_k"), "values are projected with w_k"),
     (forward_with(key_proj="w_q"), "keys are projected with w_q"),
-    (forward_with(key_proj="w_v", value_proj="w_k"), "swapped"),
+    (forward_with(key_proj="w_v", value_proj="w_k"), "projections are swapped"),   # key is not value: it shows
+    (swapped_key_and_value, "key and value inputs are swapped"),
+    (lambda mha, q, k, v, mask=None: mha_module.multi_head_attention_forward(mha, q, q, q, None if mask is None or
+                                                                             mask.shape[-1] != q.shape[1] else mask),
+     "keys and values are computed from `query`"),
     (forward_with(average_heads=True), "not their average"),
-    (lambda mha, q, k, v, mask=None: mha(q, k, v, mask=mask)[0], "pair"),
-    (lambda mha, q, k, v, mask=None: mha(q, k, v, mask=mask, need_weights=False), "should be a torch.Tensor"),
-    (lambda mha, q, k, v, mask=None: (mha(q, k, v, mask=mask)[0] * 1.5, mha(q, k, v, mask=mask)[1]),
-     "the output is wrong"),
+    (returning(lambda out, w: out), "pair"),
+    (returning(lambda out, w: (out, None)), "should be a torch.Tensor"),
+    (returning(lambda out, w: (out * 1.5, w)), "the output is wrong: the first wrong entry"),
+    (lambda mha, q, k, v, mask=None: mha(q, k, v, mask=mask), r"calls mha\(...\) \(or mha.forward\) itself"),
+    (lambda mha, q, k, v, mask=None: mha.forward(q, k, v, mask=mask), r"calls mha\(...\) \(or mha.forward\) itself"),
 ])
 def test_forward_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
         check_multi_head_attention_forward(wrong)
+
+
+def test_an_unknown_mistake_is_located_at_the_first_projection_with_a_wrong_input():
+    def value_scaled(mha, query, key, value, mask=None):
+        return mha_module.multi_head_attention_forward(mha, query, key, value * 1.1, mask)
+    with pytest.raises(CheckFailed, match=r"mha.w_v gets the wrong input: the first wrong entry is \[0, 0, 0\]"):
+        check_multi_head_attention_forward(value_scaled)
 
 
 def test_the_forward_check_leaves_the_random_state_alone():

@@ -7,12 +7,10 @@ import torch.nn.functional as F
 
 from transformer_lib.checks import (CheckFailed, check_layer_name_map, check_pool_sentence_embeddings,
                                     check_wordpiece_word)
-from transformer_lib.pretrained import layer_name_map, pool_sentence_embeddings
+from transformer_lib.checks.pretrained import wordpiece_with_mistake
+from transformer_lib.pretrained import layer_name_map
+from transformer_lib.sentence_encoder import pool_sentence_embeddings
 from transformer_lib.wordpiece import wordpiece_word
-
-
-def todo(*args):
-    raise NotImplementedError()
 
 
 # --- the name table of one layer ----------------------------------------------------------------
@@ -45,8 +43,6 @@ def test_layer_map_accepts_the_reference_and_module_paths(capsys):
     mine = lambda i: my_map(i)  # noqa: E731
     assert check_layer_name_map(mine) is mine
     assert "✅ layer_name_map is correct" in capsys.readouterr().out
-    assert check_layer_name_map(todo) is layer_name_map
-    assert "not implemented yet" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, words", [
@@ -63,6 +59,8 @@ def test_layer_map_accepts_the_reference_and_module_paths(capsys):
     (lambda i: {k.replace("LayerNorm", "layer_norm"): v for k, v in my_map(i).items()}, "lacks the checkpoint tensor"),
     (lambda i: list(my_map(i).items()), "should return a dict"),
     (lambda i: {}[i], "raised KeyError"),
+    (lambda i: {v: k for k, v in layer_name_map(i).items()}, r"layer_name_map\(0\) is reversed: its keys are our names"),
+    (lambda i: {v: k for k, v in my_map(i).items()}, "is reversed"),
 ])
 def test_layer_map_mistakes_are_named(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -87,43 +85,31 @@ def my_wordpiece(word, vocab):
     return out
 
 
-def greedy(word, vocab, prefix="##", first_prefix="", longest=True, partial=False, limit=100, keep_prefix=True):
-    if len(word) > limit:
-        return ["[UNK]"]
-    out, start = [], 0
-    while start < len(word):
-        ends = range(len(word), start, -1) if longest else range(start + 1, len(word) + 1)
-        for end in ends:
-            piece = (first_prefix if start == 0 else prefix) + word[start:end]
-            if piece in vocab:
-                out.append(piece if keep_prefix else piece.lstrip("#"))
-                start = end
-                break
-        else:
-            return out + ["[UNK]"] if partial else ["[UNK]"]
-    return out
+def greedy(word, vocab, **mistake):
+    """A learner-style WordPiece with one mistake, from the check's own simulator."""
+    return wordpiece_with_mistake(word, vocab, **mistake)
 
 
 def test_wordpiece_accepts_the_reference_and_another_version(capsys):
     assert check_wordpiece_word(wordpiece_word) is wordpiece_word
     assert check_wordpiece_word(my_wordpiece) is my_wordpiece
     assert check_wordpiece_word(lambda w, v: tuple(wordpiece_word(w, v)))   # a tuple is fine too
-    assert "✅ wordpiece_word is correct on all 8" in capsys.readouterr().out
-    assert check_wordpiece_word(todo) is wordpiece_word
-    assert "not implemented yet" in capsys.readouterr().out
+    assert "✅ wordpiece_word is correct on all 10" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, words", [
-    (lambda w, v: greedy(w, v, prefix=""), "looked up \\(and returned\\) with the '##' prefix"),
-    (lambda w, v: greedy(w, v, first_prefix="##"), "first piece of a word has no '##'"),
+    (lambda w, v: greedy(w, v, rest=""), "looked up \\(and returned\\) with the '##' prefix"),
+    (lambda w, v: greedy(w, v, first="##"), "first piece of a word has no '##'"),
     (lambda w, v: greedy(w, v, longest=False), "shortest matching piece"),
-    (lambda w, v: greedy(w, v, partial=True), "the whole word becomes"),
-    (lambda w, v: greedy(w, v, limit=10**9), "longer than 100 characters"),
-    (lambda w, v: greedy(w, v, limit=99), "exactly 100 characters is still split"),
+    (lambda w, v: greedy(w, v, partial_unk=True), "the whole word becomes"),
+    (lambda w, v: greedy(w, v, max_chars=10**9), "longer than 100 characters"),
+    (lambda w, v: greedy(w, v, max_chars=99), "exactly 100 characters is still split"),
     (lambda w, v: greedy(w, v, keep_prefix=False), "keep their '##'"),
     (lambda w, v: list(w), "returned"),
     (lambda w, v: " ".join(greedy(w, v)), "list of str"),
-    (lambda w, v: v.pop("un"), "raised KeyError|changed the vocabulary"),
+    (lambda w, v: v.pop("un"), r"raised KeyError|changed its argument `vocab` \(a dict\) in place"),
+    (lambda w, v: greedy(w, v, first_falls_back=True), r"for 'on' .* it returned \['##on'\]: the first piece fell back"),
+    (lambda w, v: greedy(w, v, from_the_right=True), r"for 'mnop' .* it returned \['m', '##nop'\]: it matches from the end of the word"),
 ])
 def test_wordpiece_mistakes_are_named(wrong, words):
     with pytest.raises(CheckFailed, match=words):
@@ -144,8 +130,6 @@ def test_pooling_accepts_the_reference_and_another_version(capsys):
     sum_only = lambda h, m: F.normalize((h * m[..., None]).sum(1), dim=-1)  # noqa: E731 - the scale cancels
     assert check_pool_sentence_embeddings(sum_only) is sum_only
     assert "✅ pool_sentence_embeddings is correct on all 4" in capsys.readouterr().out
-    assert check_pool_sentence_embeddings(todo) is pool_sentence_embeddings
-    assert "not implemented yet" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("wrong, words", [
@@ -159,7 +143,7 @@ def test_pooling_accepts_the_reference_and_another_version(capsys):
     (lambda h, m: 2 * my_pool(h, m), "do not have length 1"),
     (lambda h, m: F.normalize(h * m[..., None], dim=-1), "pool over the tokens"),
     (lambda h, m: h.sum(), "should have shape"),
-    (lambda h, m: h.mul_(m[..., None]).sum(1), "changed its input in place"),
+    (lambda h, m: h.mul_(m[..., None]).sum(1), r"changed its argument `hidden` in place on hidden \(3, 7, 5\)"),
 ])
 def test_pooling_mistakes_are_named(wrong, words):
     with pytest.raises(CheckFailed, match=words):

@@ -9,10 +9,6 @@ from transformer_lib.checks.text_to_text import _rope_rotate_half, _rope_variant
 from transformer_lib.text_to_text import MONTHS, apply_rope, make_example
 
 
-def todo(*args):
-    raise NotImplementedError()
-
-
 def other_make_example(task, value):
     """Another correct version, written differently."""
     formats = {
@@ -30,9 +26,7 @@ def other_make_example(task, value):
 def test_make_example_accepts_correct_versions(capsys):
     for fn in (make_example, other_make_example):
         assert check_make_example(fn) is fn
-    assert check_make_example(todo) is make_example
-    out = capsys.readouterr().out
-    assert out.count("✅") == 2 and "not implemented yet" in out
+    assert capsys.readouterr().out.count("✅") == 2
 
 
 def wrong(**changes):
@@ -74,8 +68,15 @@ def test_unknown_task_must_raise_value_error():
         table = {"reverse": 1, "sort": 1, "add": 1, "date": 1}
         table[task]
         return make_example(task, value)
-    with pytest.raises(CheckFailed, match="should raise ValueError, got KeyError"):
+    with pytest.raises(CheckFailed, match="should raise ValueError naming the tasks, got KeyError"):
         check_make_example(key_error)
+
+    def not_implemented_for_other_tasks(task, value):
+        if task not in ("reverse", "sort", "add", "date"):
+            raise NotImplementedError(f"unknown task {task}")   # the learner's own: judged, not "not started"
+        return make_example(task, value)
+    with pytest.raises(CheckFailed, match="should raise ValueError naming the tasks, got NotImplementedError: unknown"):
+        check_make_example(not_implemented_for_other_tasks)
 
 
 # ---- RoPE ----------------------------------------------------------------------------------
@@ -89,12 +90,23 @@ def complex_rope(x, base=10000.0):
     return torch.view_as_real(z * rot.to(torch.complex64)).reshape(x.shape)
 
 
+def loop_rope(x, base=10000.0):
+    """Another correct way: a Python loop over the pairs, in float64."""
+    T, d = x.shape[-2], x.shape[-1]
+    m = torch.arange(T, dtype=torch.float64)[:, None]
+    out = torch.empty_like(x, dtype=torch.float64)
+    for i in range(d // 2):
+        angle = m[:, 0] * base ** (-2 * i / d)
+        a, b = x[..., 2 * i].double(), x[..., 2 * i + 1].double()
+        out[..., 2 * i] = a * angle.cos() - b * angle.sin()
+        out[..., 2 * i + 1] = a * angle.sin() + b * angle.cos()
+    return out.to(x.dtype)
+
+
 def test_apply_rope_accepts_correct_versions(capsys):
-    for fn in (apply_rope, complex_rope):
+    for fn in (apply_rope, complex_rope, loop_rope):
         assert check_apply_rope(fn) is fn
-    assert check_apply_rope(todo) is apply_rope
-    out = capsys.readouterr().out
-    assert out.count("✅") == 2 and "not implemented yet" in out
+    assert capsys.readouterr().out.count("✅") == 3
 
 
 @pytest.mark.parametrize("fn, words", [
@@ -102,6 +114,8 @@ def test_apply_rope_accepts_correct_versions(capsys):
     (lambda x: _rope_variant(x, sign=-1.0), "rotates the wrong way"),
     (lambda x: _rope_variant(x, offset=1), "positions start at 1"),
     (lambda x: _rope_variant(x, exponent=1.0), "frequencies are wrong"),
+    (lambda x, base=10000.0: apply_rope(x), r"and base=500 is wrong: the base argument is ignored"),
+    (lambda x: apply_rope(x), r"raised TypeError on x of shape \(2, 6, 8\) and base=500: .*\n   Hint: keep the exercise's signature"),
     (lambda x: x, "largest difference"),
     (lambda x: x + torch.sin(torch.arange(x.shape[-2]))[:, None], "largest difference"),
 ])

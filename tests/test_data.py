@@ -143,3 +143,16 @@ def test_batch_stream_reshuffles_every_epoch_and_is_reproducible(task):
     assert all(torch.equal(a.src, again().src) for a in first)
     it = iter(task.batch_stream(1_000, seed=3))
     assert torch.equal(next(it).src, first[0].src)
+
+
+def test_arguments_are_checked(task):
+    with pytest.raises(TypeError, match="date must be a datetime.date"):
+        format_date("1998-03-03", "rfc")
+    with pytest.raises(TypeError, match="formats must be a list of format names, got a single str: wrap it in a list"):
+        DateTask(n_train=10, n_val=2, n_test=2, formats="rfc")
+    with pytest.raises(TypeError, match="make_batch takes Example objects with .source and .target"):
+        task.make_batch(["3 Mar 98"])
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        task.batches("val", 8, shuffle="yes")
+    with pytest.raises(TypeError, match="batches must be a list of Batch objects"):
+        padding_fraction(task.make_batch(task.val[:2]))

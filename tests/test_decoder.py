@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S, T, randomise_norms
+from conftest import B, D, D_FF, H, S, T, randomise_norms
+from transformer_lib.config import LayerConfig
 from transformer_lib.decoder import Decoder, DecoderLayer, leaks_future
-from transformer_lib.kv_cache import new_cache
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
+from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.torch_interop import copy_stack, torch_decoder_layer_like, torch_encoder_layer_like
 
-D_FF = 20
 
 
 def masks():
@@ -41,7 +41,7 @@ def test_layer_equals_torch_decoder_layer(norm_first, activation):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_stack_equals_torch_decoder(norm_first, activation):
-    ours = Decoder(3, D, H, D_FF, norm_first=norm_first, activation=activation).eval()
+    ours = Decoder(3, LayerConfig(D, H, D_FF, norm_first=norm_first, activation=activation)).eval()
     randomise_norms(ours)
     layer = nn.TransformerDecoderLayer(D, H, D_FF, 0.0, activation, batch_first=True, norm_first=norm_first)
     theirs = copy_stack(ours, nn.TransformerDecoder(layer, 3, norm=nn.LayerNorm(D))).eval()
@@ -71,7 +71,7 @@ def test_gradients_equal_torch_in_training_mode(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_no_future_leak_with_the_causal_mask_and_a_leak_without(norm_first):
     layer = DecoderLayer(D, H, D_FF, norm_first=norm_first).eval()
-    stack = Decoder(2, D, H, D_FF, norm_first=norm_first).eval()
+    stack = Decoder(2, LayerConfig(D, H, D_FF, norm_first=norm_first)).eval()
     memory, x = torch.randn(B, S, D), torch.randn(B, T, D)
     for module in (layer, stack):
         assert not leaks_future(lambda h: module(h, memory, causal_mask(T)), x)
@@ -137,31 +137,14 @@ def _as_encoder_layer(dec, norm_first):
     return enc
 
 
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_incremental_decoding_with_a_cache_equals_the_full_pass(norm_first):
-    dec = Decoder(2, D, H, D_FF, norm_first=norm_first).eval()
-    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
-    src_mask = padding_mask(masks()[1], 0)
-    full = dec(x, memory, causal_mask(T), src_mask)
-    cache = new_cache(2)
-    steps = []
-    for t in range(T):
-        past = t
-        mask = torch.ones(1, past + 1, dtype=torch.bool)          # the new token sees everything so far
-        steps.append(dec(x[:, t:t + 1], memory, mask, src_mask, cache=cache))
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="cache has 1 layers, the decoder has 2"):
-        dec(x, memory, cache=new_cache(1))
-
-
 def test_attention_weights_of_every_layer():
-    dec = Decoder(3, D, H, D_FF).eval()
+    dec = Decoder(3, LayerConfig(D, H, D_FF)).eval()
     dec(torch.randn(B, T, D), torch.randn(B, S, D), causal_mask(T))
     weights = dec.attention_weights()
     assert [w.shape for w in weights["self"]] == [(B, H, T, T)] * 3
     assert [w.shape for w in weights["cross"]] == [(B, H, T, S)] * 3
-    dec.train()
-    dec(torch.randn(B, T, D), torch.randn(B, S, D), causal_mask(T))
+    with fused_attention(dec):                                    # the fused kernel keeps no weights
+        dec(torch.randn(B, T, D), torch.randn(B, S, D), causal_mask(T))
     assert dec.attention_weights() == {"self": [None] * 3, "cross": [None] * 3}
 
 
@@ -179,3 +162,19 @@ def test_influence_map_of_a_masked_layer_is_lower_triangular_and_pictures_draw()
         plt.close(fig)
     with pytest.raises(ValueError, match="query must be a position in 0..5"):
         plot_decoder_visibility(T=6, query=6)
+
+
+def test_input_errors_name_the_fix():
+    layer = DecoderLayer(D, H, D_FF)
+    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
+    with pytest.raises(ValueError, match=r"x and memory must have the same batch size B, got x \(2, 5, 12\) and "
+                                         r"memory \(1, 7, 12\)"):
+        layer(x, memory[:1])
+    with pytest.raises(TypeError, match=r"memory has dtype torch.float64 but the decoder layer's weights"):
+        layer(x, memory.double())
+    with pytest.raises(ValueError, match=r"memory must be \(B, S, d_model=12\), got shape \(2, 7, 4\)"):
+        layer(x, memory[..., :4])
+    with pytest.raises(TypeError, match="fn must be a function of x"):
+        leaks_future("layer", x)
+    with pytest.raises(TypeError, match="atol must be a number >= 0, got str '0'"):
+        leaks_future(lambda h: h, x, atol="0")

@@ -1,4 +1,4 @@
-"""Greedy decoding and beam search: the cache, <eos>, max_len, beam(1) = greedy, beam beats greedy."""
+"""Greedy decoding and beam search: <eos>, max_len, beam(1) = greedy, beam beats greedy (the cache: test_kv_cache)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,6 @@ from torch import nn
 from transformer_lib.decoding import (BOS_ID, EOS_ID, beam_search, greedy_decode, length_penalty,
                                       sequence_log_prob)
 from transformer_lib.checks.training import decoding_test_model
-from transformer_lib.kv_cache import new_cache
 from transformer_lib.masks import padding_mask
 from transformer_lib.transformer import Transformer, TransformerConfig
 
@@ -34,7 +33,7 @@ def source(B: int = 4, S: int = 7, seed: int = 1) -> torch.Tensor:
 
 
 def naive_greedy(model, src, max_len):
-    """Greedy decoding without a cache: re-run the decoder on the whole prefix every step."""
+    """Greedy decoding as lesson 08's exercise writes it: the default target mask, the whole prefix every step."""
     src_mask = padding_mask(src, 0)
     memory = model.encode(src, src_mask)
     ys = torch.full((src.shape[0], 1), BOS_ID)
@@ -49,7 +48,7 @@ def naive_greedy(model, src, max_len):
     return ys[:, 1:]
 
 
-def test_greedy_uses_the_cache_and_equals_recomputing_the_prefix():
+def test_greedy_equals_the_lessons_loop_and_pads_after_eos():
     model, src = eos_prone_model(), source()
     out = greedy_decode(model, src, max_len=12)
     assert torch.equal(out, naive_greedy(model, src, 12))
@@ -116,7 +115,6 @@ class ToyModel(nn.Module):
     Tokens: 0 <pad>, 1 <unk>, 2 <bos>, 3 <eos>, 4 A, 5 B.
     After <bos>: A 0.6, B 0.4. After A: <eos> 0.35, A 0.33, B 0.32. After B: <eos> 0.99.
     Greedy takes A then <eos> (0.6 * 0.35 = 0.21); the best sequence is B <eos> (0.396).
-    The prefix lives in a real KV cache, so beam search's cache reordering is exercised too.
     """
 
     def __init__(self):
@@ -127,13 +125,9 @@ class ToyModel(nn.Module):
     def encode(self, src, src_mask=None):
         return torch.zeros(src.shape[0], src.shape[1], 6)
 
-    def new_cache(self):
-        return new_cache(1)
-
     def decode(self, tgt, memory, tgt_mask=None, memory_mask=None, cache=None):
-        assert cache is not None and tgt.shape[1] == 1, "decoders must feed one new token with a cache"
-        k, _ = cache[0].self_attn.update(tgt[:, None, :, None].float(), tgt[:, None, :, None].float())
-        prefix = k[:, 0, :, 0].long()                       # (B, t): every token fed so far
+        assert cache is None, "this toy model decodes the whole prefix every step"
+        prefix = tgt                                        # (B, t): every token fed so far
         probs = torch.full((tgt.shape[0], 6), 1e-6)
         for row, p in enumerate(prefix.tolist()):
             last = p[-1]
@@ -145,7 +139,7 @@ class ToyModel(nn.Module):
                 probs[row, 3], probs[row, 4] = 0.99, 0.01
             else:
                 probs[row, 3] = 1.0
-        return probs.log()[:, None, :]                     # (B, 1, V): log-probabilities as the "states"
+        return probs.log()[:, None, :].expand(-1, tgt.shape[1], -1)   # (B, t, V): log-probabilities as "states"
 
 
 def test_beam_search_finds_a_more_probable_sequence_than_greedy():
@@ -176,3 +170,13 @@ def test_bad_arguments():
         beam_search(model, src, max_len=3, beam_size=0)
     with pytest.raises(TypeError):
         greedy_decode(model, src.float(), max_len=3)
+
+
+def test_the_model_and_ids_are_checked():
+    model, src = eos_prone_model(), source()
+    with pytest.raises(TypeError, match=r"model must be an encoder-decoder such as Transformer.*Linear lacks \['encode'"):
+        greedy_decode(nn.Linear(2, 2), src, max_len=3)
+    with pytest.raises(TypeError, match="eos_id must be an int >= 0, got float 3.0"):
+        greedy_decode(model, src, max_len=3, eos_id=3.0)
+    with pytest.raises(TypeError, match="alpha must be a number >= 0"):
+        beam_search(model, src, max_len=3, alpha="0.6")

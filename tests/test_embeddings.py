@@ -122,3 +122,23 @@ def test_plots_return_figures():
     assert len(fig2.axes) == 2 and len(fig3.axes) == 3       # two maps and one colour bar
     assert all(ax.get_title() for ax in fig2.axes)
     plt.close("all")
+
+
+@pytest.mark.parametrize("embed", [lambda ids: TokenEmbedding(V, D)(ids),
+                                   lambda ids: one_hot_lookup(ids, torch.randn(V, D)),
+                                   lambda ids: scaled_embedding(ids, torch.randn(V, D))],
+                         ids=["TokenEmbedding", "one_hot_lookup", "scaled_embedding"])
+def test_uint8_ids_are_an_error_and_int32_ids_work(embed):
+    ids = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    with pytest.raises(TypeError, match=r"ids must be an integer tensor of token ids in int64 \(torch.long\) or int32, "
+                                        r"got dtype torch.uint8: convert it with ids.long\(\)"):
+        embed(ids.to(torch.uint8))           # indexing with uint8 would treat it as a mask
+    torch.manual_seed(0)
+    a = embed(ids.int())
+    torch.manual_seed(0)
+    assert torch.equal(a, embed(ids))
+
+
+def test_cosine_similarity_checks_eps():
+    with pytest.raises(ValueError, match="eps must be a positive number, got -1.0"):
+        cosine_similarity(torch.randn(2, D), torch.randn(3, D), eps=-1)

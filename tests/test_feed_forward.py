@@ -6,10 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import B, D, T
+from conftest import B, D, D_FF, T
 from transformer_lib.feed_forward import ACTIVATIONS, FeedForward, feed_forward, get_activation
 
-D_FF = 20
 
 
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
@@ -86,3 +85,27 @@ def test_influence_map_of_the_ffn_is_diagonal():
     assert torch.all(m.diagonal() > 0) and torch.all(m[~torch.eye(T, dtype=torch.bool)] == 0)
     with pytest.raises(ValueError, match=r"one sequence of shape \(1, T, D\)"):
         influence_matrix(FeedForward(D, D_FF), torch.randn(B, T, D))
+
+
+@pytest.mark.parametrize("x, error, words", [
+    (torch.randn(B, T, D + 2), ValueError,
+     r"x must be \(\.\.\., D\) with d_model=12 features in its last dimension, got shape \(2, 5, 14\): its last dimension has 14"),
+    (torch.randn(B, T, D, dtype=torch.float64), TypeError,
+     r"x has dtype torch.float64 but FeedForward's weights are torch.float32.*x.to\(torch.float32\)"),
+    (torch.randn(B, T, D).half(), TypeError, r"x has dtype torch.float16 but FeedForward's weights are torch.float32"),
+    (torch.ones(B, T, D, dtype=torch.long), TypeError, "x must be a float tensor"),
+])
+def test_module_input_errors_name_the_fix(x, error, words):
+    with pytest.raises(error, match=words):
+        FeedForward(D, D_FF)(x)
+
+
+def test_formula_checks_the_matrix_shapes():
+    x, w_1, b_1, w_2, b_2 = torch.randn(B, T, D), torch.randn(D, D_FF), torch.randn(D_FF), torch.randn(D_FF, D), torch.randn(D)
+    with pytest.raises(ValueError, match=r"w_2 must be \(d_ff, D\) = \(20, 12\) .*got shape \(12, 20\); nn.Linear stores "
+                                         r"the transpose: pass linear.weight.T"):
+        feed_forward(x, w_1, b_1, w_2.T, b_2)
+    with pytest.raises(ValueError, match=r"b_1 must be \(d_ff,\) = \(20,\)"):
+        feed_forward(x, w_1, b_2, w_2, b_2)
+    with pytest.raises(TypeError, match="x has dtype torch.float64 but the network's weights are torch.float32"):
+        feed_forward(x.double(), w_1, b_1, w_2, b_2)

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from conftest import B, D, H, T
 from transformer_lib import MultiHeadAttention, causal_mask, split_heads
-from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss, causal_self_mask, kv_cache_step
+from transformer_lib.gpt import GPT, GPTConfig, causal_lm_loss
+from transformer_lib.kv_cache import kv_cache_step
 
 V = 11
 
@@ -21,7 +22,7 @@ def test_shapes_and_tied_output_layer():
     model = tiny()
     ids = torch.randint(0, V, (B, T))
     assert model(ids).shape == (B, T, V)
-    assert model.lm_head.weight is model.token_embedding.weight
+    assert model.generator.weight is model.embed.weight
     assert all(layer.cross_attn is None for layer in model.decoder.layers)
     untied = tiny(tie_weights=False)
     assert untied.num_parameters() == model.num_parameters() + V * D
@@ -42,9 +43,9 @@ def test_no_future_leak():
 
 def test_no_future_leak_in_the_gradients_while_training():
     model = tiny(dropout=0.0).train()
-    emb = model.token_embedding(torch.randint(0, V, (1, 7))).detach().requires_grad_()
-    x = model.position(emb)
-    out = model.lm_head(model.decoder(x, None, tgt_mask=causal_self_mask(7)))
+    emb = model.embed(torch.randint(0, V, (1, 7))).detach().requires_grad_()
+    x = model.pos(emb)
+    out = model.generator(model.decoder(x, None, tgt_mask=causal_mask(7)))
     out[0, 3].sum().backward()
     grad = emb.grad[0].abs().sum(-1)
     assert (grad[4:] == 0).all() and (grad[:4] > 0).all()
@@ -122,7 +123,7 @@ def test_greedy_generation_picks_the_argmax_and_cache_fills_up():
     cache = model.new_cache()
     model(torch.tensor([[1, 2, 3]]), cache=cache)
     model(torch.tensor([[4]]), cache=cache)
-    assert len(cache) == 2 and cache[0].cross_attn is None
+    assert len(cache) == 4 and len(cache.layers) == 2 and cache[0].cross_attn is None
     assert cache[0].self_attn.k.shape == (1, H, 4, D // H)
     assert model.generate(torch.tensor([[1]]), 0).shape == (1, 1)
 
@@ -161,6 +162,34 @@ def test_kv_cache_step_equals_full_causal_attention(t):
     assert torch.allclose(v, split_heads(attn.w_v(x), H), atol=1e-6)
 
 
-def test_causal_self_mask_with_a_past():
-    m = causal_self_mask(2, past=3)
-    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+def test_ids_and_cache_steps_speak():
+    model = tiny()
+    ids = torch.randint(0, V, (B, T))
+    with pytest.raises(TypeError, match=r"ids must be an integer tensor of token ids in int64 .*ids.long\(\)"):
+        model(ids.to(torch.uint8))
+    with pytest.raises(TypeError, match=r"cache must be a DecoderCache \(transformer_lib.kv_cache.new_cache\(model\)\), got dict"):
+        model(ids, cache={})
+    with pytest.raises(ValueError, match=r"logits \(B, T, V\) and ids \(B, T\) must agree"):
+        causal_lm_loss(model(ids), ids[:, :-1])
+    attn = MultiHeadAttention(D, H)
+    x = torch.randn(B, T, D)
+    past = split_heads(attn.w_k(x[:, :-2]), H)                          # one token short
+    with pytest.raises(ValueError, match=r"past_k must be \(B, H, t, d_k\) = \(2, 3, 4, 4\) .*got \(2, 3, 3, 4\)"):
+        kv_cache_step(attn, x, past, past)
+    with pytest.raises(TypeError, match="use_cache must be True or False"):
+        model.generate(ids, 2, use_cache="yes")
+
+
+def test_old_names_still_work_with_a_deprecation_warning():
+    model = tiny()
+    for old, new in (("lm_head", "generator"), ("token_embedding", "embed"), ("position", "pos")):
+        with pytest.warns(DeprecationWarning, match=f"GPT.{old} is deprecated: use GPT.{new}"):
+            assert getattr(model, old) is getattr(model, new)
+    import transformer_lib.gpt as gpt_module
+    with pytest.warns(DeprecationWarning, match="transformer_lib.gpt.causal_self_mask is deprecated: use "
+                                                "transformer_lib.masks.causal_mask"):
+        assert gpt_module.causal_self_mask is causal_mask
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        gpt_module.no_such_name
+    with pytest.raises(AttributeError):
+        model.no_such_module

@@ -63,3 +63,13 @@ def test_bad_input_is_rejected():
     with pytest.raises(ValueError, match="eps must be a positive number"):
         LayerNorm(D, eps=0)
     assert "eps=1e-05" in repr(LayerNorm(D))
+
+
+def test_input_of_another_dtype_and_mis_shaped_parameters_are_named():
+    with pytest.raises(TypeError, match=r"x has dtype torch.float64 but LayerNorm's weights are torch.float32"):
+        LayerNorm(D)(torch.randn(B, T, D, dtype=torch.float64))
+    x = torch.randn(B, T, D)
+    with pytest.raises(ValueError, match=r"gamma must be \(D,\) = \(12,\) for x of shape \(2, 5, 12\), got shape \(5,\)"):
+        layer_norm(x, torch.ones(5), torch.zeros(D))
+    with pytest.raises(ValueError, match="eps must be a positive number, got -0.1"):
+        layer_norm(x, torch.ones(D), torch.zeros(D), eps=-0.1)

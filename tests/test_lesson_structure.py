@@ -60,3 +60,21 @@ def test_no_cell_relies_on_a_trailing_semicolon(path):
         if c["cell_type"] == "code":
             last = [l for l in c["text"].rstrip().splitlines() if l.strip() and not l.strip().startswith("#")]
             assert not (last and last[-1].rstrip().endswith(";")), c["text"][:60]
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_every_exercise_has_a_hint_in_two_steps(path):
+    """Above every exercise: first the idea (what to compute, which shape, which pitfall), folded;
+    then the code, folded separately, so a learner can stop after the first."""
+    cells = load(path)["cells"]
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] != "code" or "### BEGIN SOLUTION" not in cell["text"]:
+            continue
+        j = i - 1
+        while cells[j]["cell_type"] != "markdown":
+            j -= 1
+        hints = re.findall(r"<details><summary>(.*?)</summary>(.*?)</details>", cells[j]["text"], flags=re.S)
+        titles = [title for title, _ in hints]
+        assert titles[-2:] == ["Hint 1: the idea", "Hint 2: the code"], f"cell {i}: hints {titles}"
+        idea, code = (body.strip() for _, body in hints[-2:])
+        assert len(idea) > 80 and idea not in code, f"cell {i}: the first hint must explain, not repeat the code"

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from conftest import B, S, T
-from transformer_lib.masks import causal_mask, from_torch_mask, padding_mask, to_torch_mask
+from transformer_lib.masks import (attention_mask_from, causal_mask, decoder_self_mask, from_torch_mask, padding_mask,
+                                   to_torch_mask)
 
 
 def test_causal_mask_is_bool_lower_triangular():
@@ -16,6 +17,34 @@ def test_causal_mask_is_bool_lower_triangular():
         for j in range(T):
             assert m[i, j] == (j <= i)          # query i may attend to keys 0..i
     assert causal_mask(1).tolist() == [[True]]
+
+
+def test_causal_mask_with_a_past_lets_every_query_see_the_cached_positions():
+    m = causal_mask(2, past=3)
+    assert m.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+    assert torch.equal(causal_mask(T, past=0), causal_mask(T))
+    with pytest.raises(ValueError, match=r"past must be >= 0 \(the number of cached positions\), got -1"):
+        causal_mask(T, past=-1)
+
+
+def test_decoder_self_mask_is_causal_and_hides_target_padding():
+    tgt = torch.tensor([[2, 5, 6, 0, 0]])
+    mask = decoder_self_mask(tgt, pad_id=0)
+    assert mask.shape == (1, 1, 5, 5) and mask.dtype == torch.bool
+    assert torch.equal(mask[0, 0], causal_mask(5) & torch.tensor([True, True, True, False, False]))
+    step = decoder_self_mask(tgt[:, :1], pad_id=0, past=3)
+    assert step.shape == (1, 1, 1, 4) and step.all()
+
+
+def test_attention_mask_from_a_tokenizers_mask_or_the_padding():
+    ids = torch.tensor([[4, 5, 0], [6, 0, 0]])
+    assert torch.equal(attention_mask_from(ids, None, pad_id=0), padding_mask(ids, 0))
+    ones = torch.tensor([[1, 1, 1], [1, 1, 0]])                    # Hugging Face's attention_mask: 1 = real token
+    assert attention_mask_from(ids, ones, pad_id=0)[:, 0, 0].tolist() == [[True] * 3, [True, True, False]]
+    with pytest.raises(TypeError, match="dtype torch.float32"):
+        attention_mask_from(ids, ones.float(), pad_id=0)
+    with pytest.raises(ValueError, match="the shape of ids"):
+        attention_mask_from(ids, ones[:, :2], pad_id=0)
 
 
 @pytest.mark.parametrize("T, error", [(0, ValueError), (-2, ValueError), (2.0, TypeError), (True, TypeError)])
@@ -78,3 +107,11 @@ def test_the_pitfall_passing_our_mask_unconverted_inverts_it():
     assert (right.triu(1) == 0).all()
     assert (wrong[:, :-1].tril() == 0).all()              # every query but the last sees only later keys
     assert out[:, -1].isnan().all()                       # the last query sees nothing: NaN
+
+
+def test_padding_mask_arguments_are_checked():
+    ids = torch.tensor([[5, 6, 0]])
+    with pytest.raises(TypeError, match="pad_id must be an int, got bool True"):
+        padding_mask(ids, True)
+    with pytest.raises(TypeError, match=r"ids must be an integer tensor .*got dtype torch.uint8: convert it with ids.long\(\)"):
+        padding_mask(ids.to(torch.uint8), 0)

@@ -101,3 +101,16 @@ def test_mlm_batch_uses_the_given_masker():
     calls = []
     mlm_batch(ids, MASK, NUM_SPECIAL, V, masker=lambda *a, **k: calls.append(1) or (ids, ids))
     assert calls == [1]
+
+
+def test_loss_arguments_are_checked():
+    logits = torch.randn(2, 5, V)
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    labels[0, 1] = 9
+    torch.testing.assert_close(mlm_loss(logits, labels.int()), mlm_loss(logits, labels))
+    with pytest.raises(ValueError, match=r"logits \(B, T, V\) and labels \(B, T\) must agree"):
+        mlm_loss(logits, labels[:, :4])
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        mask_tokens(batch(2, 5), MASK, NUM_SPECIAL, V, generator=0)
+    with pytest.raises(ValueError, match=r"mask_prob must be a number in \[0, 1\] \(a probability\), got 1.5"):
+        mask_tokens(batch(2, 5), MASK, NUM_SPECIAL, V, mask_prob=1.5)

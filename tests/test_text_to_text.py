@@ -121,3 +121,18 @@ def test_rope_rotates_pairs_and_is_relative():
         assert torch.diagonal(scores, offset).std() < 1e-4
     with pytest.raises(ValueError, match="even"):
         apply_rope(torch.randn(3, 5))
+
+
+def test_arguments_are_checked():
+    with pytest.raises(TypeError, match=r"the value of task 'add' must be a pair of ints \(a, b\), got str"):
+        make_example("add", "57+264")
+    with pytest.raises(ValueError, match="unknown task 'copy'"):
+        make_example("copy", "abc")
+    with pytest.raises(TypeError, match=r"rng must be a random.Random \(e.g. random.Random\(0\)\), got int"):
+        random_value("add", 0)
+    with pytest.raises(ValueError, match="tasks must be a non-empty list of task names"):
+        generate_examples(3, tasks="add")
+    with pytest.raises(ValueError, match="max_distance=8 must be larger than the 8 distances that get a bucket each"):
+        relative_position_bucket(torch.arange(-3, 3), max_distance=8)
+    with pytest.raises(TypeError, match="bidirectional must be True or False"):
+        relative_position_bucket(torch.arange(-3, 3), bidirectional=1)

@@ -104,9 +104,23 @@ def test_explicit_vocabulary_keeps_its_order():
     (lambda: Tokenizer.from_corpus(CORPUS).encode(42), TypeError, "text must be a str"),
     (lambda: Tokenizer.from_corpus(CORPUS).decode([0, 999]), ValueError, "outside the vocabulary"),
     (lambda: Tokenizer.from_corpus(CORPUS).decode(torch.zeros(2, 3, dtype=torch.long)), ValueError, "decode_batch"),
-    (lambda: Tokenizer.from_corpus(CORPUS).decode_batch(torch.zeros(3, dtype=torch.long)), ValueError, r"\(B, L\)"),
+    (lambda: Tokenizer.from_corpus(CORPUS).decode_batch(torch.zeros(3, dtype=torch.long)), ValueError, r"\(B, T\)"),
     (lambda: Tokenizer.from_corpus(CORPUS).encode_batch("the cat"), TypeError, "list of texts"),
 ])
 def test_bad_arguments_raise_clear_errors(make, error, words):
     with pytest.raises(error, match=words):
         make()
+
+
+@pytest.mark.parametrize("ids, error, words", [
+    ([4, 5.7], TypeError, "ids must be int token ids, got float 5.7 at position 1: token ids are whole numbers"),
+    (torch.tensor([4.0, 5.0]), TypeError, r"dtype torch.float32; convert it with ids.long\(\)"),
+    ([True], TypeError, "got bool True"),
+    ("hello", TypeError, "list of int token ids or a 1-D tensor, got str"),
+    ([-1], ValueError, "id -1 is outside the vocabulary"),
+])
+def test_decode_never_truncates_or_guesses_an_id(ids, error, words):
+    tok = Tokenizer.from_corpus(CORPUS, level="char")
+    with pytest.raises(error, match=words):
+        tok.decode(ids)
+    assert tok.decode(torch.tensor([4, 5], dtype=torch.uint8)) == tok.decode([4, 5])   # any integer dtype decodes

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import B, D, H, S, T
+from conftest import B, D, D_FF, H, S, T
+from transformer_lib.config import LayerConfig
 from transformer_lib.decoder import Decoder, DecoderLayer
 from transformer_lib.encoder import Encoder, EncoderLayer
 from transformer_lib.masks import causal_mask, padding_mask, to_torch_mask
@@ -15,7 +16,6 @@ from transformer_lib.torch_interop import (copy_decoder_layer, copy_encoder_laye
                                            torch_transformer_like)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
-D_FF = 20
 
 
 @pytest.mark.parametrize("bias", [True, False])
@@ -51,7 +51,7 @@ def test_copy_refuses_what_does_not_fit():
         copy_encoder_layer(EncoderLayer(D, H, D_FF), nn.TransformerEncoderLayer(D, H, 24, batch_first=True))
     with pytest.raises(ValueError, match="3 layers do not fit PyTorch's 2"):
         layer = nn.TransformerEncoderLayer(D, H, D_FF, batch_first=True)
-        copy_stack(Encoder(3, D, H, D_FF), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
+        copy_stack(Encoder(3, LayerConfig(D, H, D_FF)), nn.TransformerEncoder(layer, 2, enable_nested_tensor=False))
 
 
 def test_layer_copies_hold_every_weight():
@@ -67,9 +67,9 @@ def test_layer_copies_hold_every_weight():
 def test_stack_copy_handles_the_final_norm():
     layer = nn.TransformerEncoderLayer(D, H, D_FF, batch_first=True)
     theirs = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(D), enable_nested_tensor=False)
-    copy_stack(Encoder(2, D, H, D_FF), theirs)                      # post-LN: ours has no final norm
+    copy_stack(Encoder(2, LayerConfig(D, H, D_FF)), theirs)                      # post-LN: ours has no final norm
     assert theirs.norm is None
-    pre = Encoder(2, D, H, D_FF, norm_first=True)
+    pre = Encoder(2, LayerConfig(D, H, D_FF, norm_first=True))
     with torch.no_grad():
         pre.norm.weight.fill_(2.0)
     copy_stack(pre, theirs)                                         # pre-LN: a final norm is added and copied
@@ -109,3 +109,14 @@ def test_like_helpers_copy_gelu_tanh_and_eps():
     dec = DecoderLayer(D, H, D_FF, activation="gelu_tanh").eval()
     memory, y = torch.randn(B, S, D), torch.randn(B, T, D)
     torch.testing.assert_close(dec(y, memory), torch_decoder_layer_like(dec).eval()(y, memory), atol=1e-5, rtol=1e-4)
+
+
+def test_the_wrong_modules_are_named():
+    with pytest.raises(TypeError, match="ours must be transformer_lib's MultiHeadAttention, got MultiheadAttention"):
+        copy_mha(nn.MultiheadAttention(D, H, batch_first=True), nn.MultiheadAttention(D, H, batch_first=True))
+    with pytest.raises(TypeError, match="theirs must be a torch.nn.TransformerEncoderLayer, got TransformerDecoderLayer"):
+        copy_encoder_layer(EncoderLayer(D, H, 20), nn.TransformerDecoderLayer(D, H, 20, batch_first=True))
+    with pytest.raises(ValueError, match="this DecoderLayer has no cross-attention"):
+        torch_decoder_layer_like(DecoderLayer(D, H, 20, cross_attention=False))
+    with pytest.raises(TypeError, match="ours must be transformer_lib's EncoderLayer or DecoderLayer, got Linear"):
+        torch_encoder_layer_like(nn.Linear(2, 2))

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import B, T
+from transformer_lib.checkpoint import load_model, save_model
 from transformer_lib.data import DateTask
 from transformer_lib.decoding import greedy_decode
-from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, load_model,
-                                      lr_scheduler, noam_lr, noam_scheduler, save_model, seq2seq_loss, shift_right,
-                                      token_accuracy, train, warmup_linear_decay_lr)
+from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, lr_scheduler,
+                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, token_accuracy, train,
+                                      warmup_linear_decay_lr)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
 V = 11
@@ -206,6 +207,10 @@ def test_save_then_load_gives_identical_outputs(task, tmp_path):
     assert load_model(path).config == model.config
     with pytest.raises(TypeError, match="config"):
         save_model(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    import transformer_lib.training as training
+    with pytest.warns(DeprecationWarning, match="transformer_lib.training.load_model is deprecated: use "
+                                                "transformer_lib.checkpoint.load_model"):
+        assert training.load_model is load_model
 
 
 def test_exact_match_and_token_accuracy(task):
@@ -216,3 +221,26 @@ def test_exact_match_and_token_accuracy(task):
     acc = token_accuracy(model, task.batches("val", 32))
     assert 0.0 <= acc <= 1.0
     assert model.training                                     # left as it was
+
+
+def test_loss_takes_int32_targets_and_names_small_integer_dtypes():
+    logits, target = torch.randn(2, 5, V), torch.randint(0, V, (2, 5))
+    torch.testing.assert_close(label_smoothed_cross_entropy(logits, target.int()), label_smoothed_cross_entropy(logits, target))
+    with pytest.raises(TypeError, match=r"target must be an integer tensor .*got dtype torch.uint8: convert it with target.long\(\)"):
+        label_smoothed_cross_entropy(logits, target.to(torch.uint8))
+
+
+def test_train_checks_its_arguments_before_the_first_step(task):
+    model = small_model(task)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = task.batches("val", 4)
+    with pytest.raises(TypeError, match=r"optimizer must be a torch.optim.Optimizer, e.g. torch.optim.AdamW"):
+        train(model, batches, seq2seq_loss(), steps=1, optimizer=model.parameters(), progress=False)
+    with pytest.raises(TypeError, match="loss_fn must be a function loss_fn\\(model, batch\\) -> loss"):
+        train(model, batches, None, steps=1, optimizer=opt, progress=False)
+    with pytest.raises(ValueError, match="batches ran out before step 1: pass a non-empty list"):
+        train(model, [], seq2seq_loss(), steps=1, optimizer=opt, progress=False)
+    with pytest.raises(TypeError, match=r"loss_fn must return a scalar loss tensor, got a tensor of shape \(2,\) at step 1"):
+        train(model, batches, lambda m, b: torch.ones(2), steps=1, optimizer=opt, progress=False)
+    with pytest.raises(TypeError, match="model must be an nn.Module"):
+        token_accuracy(None, batches)

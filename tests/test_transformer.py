@@ -8,11 +8,10 @@ import pytest
 import torch
 
 from conftest import B, D, H, S, T
-from transformer_lib.kv_cache import cache_length
-from transformer_lib.masks import causal_mask, padding_mask
+from transformer_lib.masks import padding_mask
+from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.torch_interop import torch_transformer_like
-from transformer_lib.transformer import (Transformer, TransformerConfig, count_transformer_parameters,
-                                         decoder_self_mask)
+from transformer_lib.transformer import Transformer, TransformerConfig, count_transformer_parameters
 
 V_SRC, V_TGT = 13, 17
 
@@ -141,35 +140,6 @@ def test_padded_source_tokens_change_nothing():
     torch.testing.assert_close(model.generator(model_out), logits)
 
 
-def test_decoder_self_mask_is_causal_and_hides_target_padding():
-    tgt = torch.tensor([[2, 5, 6, 0, 0]])
-    mask = decoder_self_mask(tgt, pad_id=0)
-    assert mask.shape == (1, 1, 5, 5) and mask.dtype == torch.bool
-    assert torch.equal(mask[0, 0], causal_mask(5) & torch.tensor([True, True, True, False, False]))
-    step = decoder_self_mask(tgt[:, :1], pad_id=0, past=3)
-    assert step.shape == (1, 1, 1, 4) and step.all()
-
-
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_cached_decoding_equals_full_decoding(norm_first):
-    model = Transformer(config(norm_first=norm_first, positional="learned")).eval()
-    src, tgt = batch(pad=False)
-    src[0, S - 2:] = 0
-    src_mask = padding_mask(src, 0)
-    memory = model.encode(src, src_mask)
-    full = model.decode(tgt, memory, memory_mask=src_mask)
-    cache = model.new_cache()
-    steps = []
-    for t in range(T):
-        steps.append(model.decode(tgt[:, t:t + 1], memory, memory_mask=src_mask, cache=cache))
-        assert cache_length(cache) == t + 1
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-4)
-    two_then_rest = model.new_cache()
-    first = model.decode(tgt[:, :2], memory, memory_mask=src_mask, cache=two_then_rest)
-    rest = model.decode(tgt[:, 2:], memory, memory_mask=src_mask, cache=two_then_rest)
-    torch.testing.assert_close(torch.cat([first, rest], dim=1), full, atol=1e-5, rtol=1e-4)
-
-
 def test_attention_weights_of_all_layers_in_eval_mode():
     model = Transformer(config(num_decoder_layers=3)).eval()
     src, tgt = batch()
@@ -183,8 +153,8 @@ def test_attention_weights_of_all_layers_in_eval_mode():
         assert torch.all(w[0, :, :, S - 3:] == 0)            # padded source tokens get no attention
     for w in weights["decoder"]:
         assert torch.all(w.triu(diagonal=1) == 0)            # no query looks ahead
-    model.train()
-    model(src, tgt)
+    with fused_attention(model):                                  # the fused kernel keeps no weights
+        model(src, tgt)
     assert all(w is None for ws in model.attention_weights().values() for w in ws)
 
 
@@ -233,3 +203,22 @@ def test_pictures_of_the_model_draw_for_both_norm_placements():
     plt.close(fig)
     with pytest.raises(ValueError, match="one token name each"):
         plot_next_token_probs(torch.ones(3), ["a"])
+
+
+def test_source_and_target_batches_must_match():
+    model = Transformer(config()).eval()
+    src, tgt = batch()
+    with pytest.raises(ValueError, match=r"the batch number of src and tgt must be equal, got src \(2, 7\) and tgt \(1, 5\)"):
+        model(src, tgt[:1])                                   # nn.Transformer raises too; it used to give (2, 5, V)
+    memory = model.encode(src)
+    with pytest.raises(ValueError, match=r"the batch number of tgt and memory must be equal, got tgt \(1, 5\) and "
+                                         r"memory \(2, 7, 12\)"):
+        model.decode(tgt[:1], memory)
+
+
+def test_ids_of_a_small_integer_dtype_are_named():
+    model = Transformer(config()).eval()
+    src, tgt = batch()
+    with pytest.raises(TypeError, match=r"src must be an integer tensor of token ids in int64 .*src.long\(\)"):
+        model(src.to(torch.uint8), tgt)
+    torch.testing.assert_close(model(src.int(), tgt.int()), model(src, tgt))

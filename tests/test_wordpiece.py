@@ -106,3 +106,16 @@ def test_vocabulary_file_and_bad_input(tmp_path):
         tok(["a", 3])
     with pytest.raises(ValueError, match="empty"):
         tok([])
+
+
+def test_decoding_an_unknown_id_is_a_clear_error(tok):
+    words = [r"id 999999 is outside the vocabulary \(size 30522: ids 0\.\.30521\)"]
+    for fn in (tok.decode, tok.convert_ids_to_tokens):
+        with pytest.raises(ValueError, match=words[0]):
+            fn([101, 999999])
+        with pytest.raises(TypeError, match="got float 2.5"):
+            fn([101, 2.5])
+    small = WordPieceTokenizer(list(WordPieceTokenizer.special_tokens) + ["cat"])
+    with pytest.raises(ValueError, match=r"id 999 is outside the vocabulary \(size 6"):   # a KeyError before
+        small.decode([999])
+    assert small.decode([5]) == "cat"

@@ -19,6 +19,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from build_notebooks import lesson_paths
+
 ROOT = Path(__file__).resolve().parent.parent
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("lessons", nargs="*", help="lesson names, e.g. 03_attention (default: all)")
     args = parser.parse_args(argv)
-    paths = sorted((ROOT / "solutions").glob("*.ipynb"))
+    paths = lesson_paths(ROOT / "solutions")        # the lessons only, never a learner's Untitled.ipynb
     if args.lessons:
         wanted = {n.removesuffix(".ipynb") for n in args.lessons}
         paths = [p for p in paths if p.stem in wanted]

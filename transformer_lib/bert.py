@@ -20,9 +20,13 @@ import torch
 from torch import nn
 
 from .encoder import Encoder
+from ._deprecated import RenamedAttributes
 from .config import ModelConfig
 from .feed_forward import get_activation
-from .utils import check_tensor, count_parameters
+from .masks import attention_mask_from
+from .positional import LearnedPositionalEmbedding
+from .utils import count_parameters
+from .validation import check_hidden, check_int, check_positive_int, check_tensor
 
 
 @dataclass(frozen=True)
@@ -46,15 +50,13 @@ class BertConfig(ModelConfig):
     norm_first: bool = False
     pad_id: int = 0
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first",)
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.type_vocab_size, int) or self.type_vocab_size < 0:
-            raise ValueError(f"type_vocab_size must be an int >= 0, got {self.type_vocab_size!r}")
-        if not 0 <= self.pad_id < self.vocab_size:
-            raise ValueError(f"pad_id={self.pad_id} is not an id of the vocabulary (size {self.vocab_size})")
+        self.check_field(check_int, "type_vocab_size", minimum=0, hint="0 drops the segment embedding")
+        self.check_field(check_int, "pad_id", 0, self.vocab_size - 1, hint="an id of the vocabulary")
 
     @classmethod
     def base(cls, vocab_size: int = 30522) -> "BertConfig":
@@ -69,45 +71,39 @@ class BertConfig(ModelConfig):
         return cls(**fields)
 
 
-class BertEmbeddings(nn.Module):
+class BertEmbeddings(RenamedAttributes, nn.Module):
     """Token + learned position (+ segment) embeddings, summed, then LayerNorm and dropout.
+
+    Its parts are named as in the other models: ``embed`` (the token embedding), ``pos`` (a
+    :class:`~transformer_lib.positional.LearnedPositionalEmbedding`), and ``token_type``.
 
     Shape:
         ids ``(B, T)``, token_type_ids ``(B, T)`` or None -> ``(B, T, D)``.
     """
 
+    RENAMED = {"token": "embed", "position": "pos"}
+
     def __init__(self, config: BertConfig):
         super().__init__()
         c = config
-        self.token = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
-        self.position = nn.Embedding(c.max_len, c.d_model)
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=c.pad_id)
+        self.pos = LearnedPositionalEmbedding(c.d_model, c.max_len)
         self.token_type = nn.Embedding(c.type_vocab_size, c.d_model) if c.type_vocab_size else None
         self.norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
-        self.max_len = c.max_len
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        T = ids.shape[1]
-        if T > self.max_len:
-            raise ValueError(f"sequence length {T} is longer than max_len={self.max_len}")
-        x = self.token(ids) + self.position(torch.arange(T, device=ids.device))      # (B, T, D) + (T, D)
+        check_tensor("ids", ids, ndim=2, floating=False)
+        x = self.pos(self.embed(ids))                                                   # (B, T) -> (B, T, D)
         if self.token_type is not None:
             if token_type_ids is None:
                 token_type_ids = torch.zeros_like(ids)
+            check_tensor("token_type_ids", token_type_ids, floating=False)
+            if token_type_ids.shape != ids.shape:
+                raise ValueError(f"token_type_ids must have the shape of ids {tuple(ids.shape)} (one segment "
+                                 f"number per token), got {tuple(token_type_ids.shape)}")
             x = x + self.token_type(token_type_ids)                                    # (B, T, D)
         return self.dropout(self.norm(x))
-
-
-def attention_mask_from(ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_id: int) -> torch.Tensor:
-    """Bool ``(B, 1, 1, T)`` key mask (True = may attend) from a ``(B, T)`` mask with 1/True at real
-    tokens (the convention of tokenizers), or from the padding in ``ids`` when none is given."""
-    if attention_mask is None:
-        keep = ids != pad_id
-    else:
-        if attention_mask.shape != ids.shape:
-            raise ValueError(f"attention_mask must have the shape of ids {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
-        keep = attention_mask.bool()
-    return keep[:, None, None, :]                                                      # (B, T) -> (B, 1, 1, T)
 
 
 class BertModel(nn.Module):
@@ -130,8 +126,7 @@ class BertModel(nn.Module):
             raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
         self.config = c = config
         self.embeddings = BertEmbeddings(c)
-        self.encoder = Encoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout,
-                               norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
+        self.encoder = Encoder(c.num_layers, c.layer)
         self.pooler = nn.Linear(c.d_model, c.d_model)
 
     def forward(self, ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
@@ -142,30 +137,41 @@ class BertModel(nn.Module):
 
     def pooled(self, hidden: torch.Tensor) -> torch.Tensor:
         """``(B, T, D) -> (B, D)``: the pooler applied to the first ([CLS]) token."""
+        check_hidden("hidden", hidden, self.config.d_model, self.pooler.weight, "the pooler", length="T")
         return torch.tanh(self.pooler(hidden[:, 0]))
 
     def attention_weights(self) -> list[torch.Tensor | None]:
-        """The last eval-mode self-attention weights ``(B, H, T, T)`` of every layer."""
+        """The last self-attention weights ``(B, H, T, T)`` of every layer (``None`` where fused)."""
         return self.encoder.attention_weights()
 
     def num_parameters(self) -> int:
         return count_parameters(self)
 
 
-class MaskedLMHead(nn.Module):
+class MaskedLMHead(RenamedAttributes, nn.Module):
     """BERT's masked-LM head: dense + activation + LayerNorm, then scores over the vocabulary
-    with the (tied) token embedding matrix. ``(B, T, D) -> (B, T, V)``."""
+    with the (tied) token embedding matrix: the ``generator``, as in the other models. ``(B, T, D) -> (B, T, V)``."""
+
+    RENAMED = {"decoder": "generator"}
 
     def __init__(self, config: BertConfig, embedding: nn.Embedding):
         super().__init__()
+        if not isinstance(config, BertConfig):
+            raise TypeError(f"config must be a BertConfig, got {type(config).__name__}")
+        shape = (config.vocab_size, config.d_model)
+        if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != shape:
+            got = embedding if isinstance(embedding, nn.Embedding) else type(embedding).__name__
+            raise TypeError(f"embedding must be the model's token nn.Embedding({config.vocab_size}, {config.d_model}) "
+                            f"(its matrix is tied to the head), got {got}")
         self.dense = nn.Linear(config.d_model, config.d_model)
         self.activation = get_activation(config.activation)
         self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.d_model, config.vocab_size)
-        self.decoder.weight = embedding.weight                                          # tied: (V, D)
+        self.generator = nn.Linear(config.d_model, config.vocab_size)
+        self.generator.weight = embedding.weight                                        # tied: (V, D)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(self.activation(self.dense(hidden))))            # (B, T, D) -> (B, T, V)
+        check_hidden("hidden", hidden, self.dense.in_features, self.dense.weight, "the masked-LM head", length="T")
+        return self.generator(self.norm(self.activation(self.dense(hidden))))          # (B, T, D) -> (B, T, V)
 
 
 class BertForMaskedLM(nn.Module):
@@ -174,7 +180,7 @@ class BertForMaskedLM(nn.Module):
     def __init__(self, config: BertConfig):
         super().__init__()
         self.bert = BertModel(config)
-        self.head = MaskedLMHead(config, self.bert.embeddings.token)
+        self.head = MaskedLMHead(config, self.bert.embeddings.embed)
 
     def forward(self, ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
         return self.head(self.bert(ids, token_type_ids, attention_mask))
@@ -190,6 +196,9 @@ class BertClassifier(nn.Module):
 
     def __init__(self, bert: BertModel, num_labels: int):
         super().__init__()
+        if not isinstance(bert, BertModel):
+            raise TypeError(f"bert must be a BertModel (the backbone), got {type(bert).__name__}")
+        check_positive_int("num_labels", num_labels)
         self.bert = bert
         self.dropout = nn.Dropout(bert.config.dropout)
         self.classifier = nn.Linear(bert.config.d_model, num_labels)

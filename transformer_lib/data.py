@@ -32,10 +32,10 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from .masks import padding_mask
+from .masks import decoder_self_mask, padding_mask
 from .tokenizer import Tokenizer
-from .transformer import decoder_self_mask
-from .utils import check_positive_int
+from .training import shift_right
+from .validation import check_flag, check_int, check_positive_int, check_sequence
 
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
@@ -47,6 +47,7 @@ FIRST_DATE, LAST_DATE = dt.date(1950, 1, 1), dt.date(2049, 12, 31)
 
 def ordinal(day: int) -> str:
     """``1 -> "1st"``, ``2 -> "2nd"``, ``3 -> "3rd"``, ``11 -> "11th"``, ``22 -> "22nd"``."""
+    check_int("day", day, minimum=0)
     if 11 <= day % 100 <= 13:
         return f"{day}th"
     return f"{day}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th') }"
@@ -72,8 +73,10 @@ TARGET_CHARS = "0123456789-"
 
 def format_date(date: dt.date, fmt: str) -> str:
     """Write ``date`` in the format called ``fmt`` (a key of :data:`FORMATS`)."""
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {sorted(FORMATS)}, got {fmt!r}")
+    if not isinstance(date, dt.date):
+        raise TypeError(f"date must be a datetime.date, e.g. datetime.date(1998, 3, 3), got {type(date).__name__}")
     return FORMATS[fmt](date)
 
 
@@ -134,8 +137,9 @@ class DateTask:
                  formats: Sequence[str] | None = None):
         for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
             check_positive_int(name, n)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+        check_int("seed", seed)
+        if formats is not None:
+            formats = check_sequence("formats", formats, what="format names")
         self.formats = tuple(FORMATS) if formats is None else tuple(formats)
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown or not self.formats:
@@ -181,23 +185,37 @@ class DateTask:
     # -- encoding ------------------------------------------------------------------------
     def encode_sources(self, sources: Sequence[str]) -> torch.Tensor:
         """Source texts -> ``(B, S)`` ids padded with ``<pad>`` (no ``<bos>``/``<eos>``)."""
-        return self.src_tokenizer.encode_batch(list(sources))
+        return self.src_tokenizer.encode_batch(check_sequence("sources", sources, str, "texts (str)"))
 
     def make_batch(self, examples: Sequence[Example]) -> Batch:
         """Encode and pad a list of examples into one :class:`Batch`."""
+        src, tgt = self._encode(examples)
+        return self._batch(src, tgt[:, 1:])
+
+    def _encode(self, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sources ``(B, S)`` and targets with ``<bos>`` and ``<eos>`` ``(B, T+1)``, padded."""
+        examples = check_sequence("examples", examples, what="Example objects")
         if not examples:
             raise ValueError("make_batch needs at least one example")
+        bad = [e for e in examples if not (hasattr(e, "source") and hasattr(e, "target"))]
+        if bad:
+            raise TypeError(f"make_batch takes Example objects with .source and .target (task.train[:8], ...), "
+                            f"got {type(bad[0]).__name__}")
         src = self.encode_sources([e.source for e in examples])                       # (B, S)
         tgt = self.tgt_tokenizer.encode_batch([e.target for e in examples], add_bos=True, add_eos=True)  # (B, T+1)
-        return Batch(src=src, tgt_in=tgt[:, :-1], tgt_out=tgt[:, 1:], pad_id=self.pad_id)
+        return src, tgt
+
+    def _batch(self, src: torch.Tensor, tgt_out: torch.Tensor) -> Batch:
+        """A :class:`Batch` whose decoder input is ``tgt_out`` shifted right (teacher forcing)."""
+        tgt_in = shift_right(tgt_out, self.tgt_tokenizer.bos_id, self.pad_id)           # (B, T)
+        return Batch(src=src, tgt_in=tgt_in, tgt_out=tgt_out, pad_id=self.pad_id)
 
     def encoded(self, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A whole split encoded once (cached): ``src (N, S_max)``, ``tgt (N, T+1)`` (with
         ``<bos>`` and ``<eos>``), and the source lengths ``(N,)``."""
         if split not in self._encoded:
-            batch = self.make_batch(self.split(split))
-            tgt = torch.cat([batch.tgt_in, batch.tgt_out[:, -1:]], dim=1)        # (N, T) + (N, 1) -> (N, T+1)
-            self._encoded[split] = (batch.src, tgt, (batch.src != self.pad_id).sum(dim=1))
+            src, tgt = self._encode(self.split(split))
+            self._encoded[split] = (src, tgt, (src != self.pad_id).sum(dim=1))
         return self._encoded[split]
 
     def batches(self, split: str | Sequence[Example], batch_size: int, shuffle: bool = False,
@@ -213,9 +231,11 @@ class DateTask:
                 ``shuffle``.
         """
         check_positive_int("batch_size", batch_size)
+        check_flag("shuffle", shuffle)
+        check_flag("bucket", bucket)
+        check_int("seed", seed)
         if not isinstance(split, str):
-            batch = self.make_batch(list(split))
-            src, tgt = batch.src, torch.cat([batch.tgt_in, batch.tgt_out[:, -1:]], dim=1)
+            src, tgt = self._encode(split)
             lengths = (src != self.pad_id).sum(dim=1)
         else:
             src, tgt, lengths = self.encoded(split)
@@ -231,8 +251,7 @@ class DateTask:
             S = int(lengths[index].max())                                    # trim columns that are padding in every row
             rows_tgt = tgt[index]
             T = int((rows_tgt != self.pad_id).sum(dim=1).max())
-            out.append(Batch(src=src[index, :S], tgt_in=rows_tgt[:, :T - 1], tgt_out=rows_tgt[:, 1:T],
-                             pad_id=self.pad_id))
+            out.append(self._batch(src[index, :S], rows_tgt[:, 1:T]))
         return out
 
     def batch_stream(self, batch_size: int, bucket: bool = True, seed: int = 0) -> "BatchStream":
@@ -245,7 +264,10 @@ class BatchStream:
     """Training batches epoch after epoch; call it with the step number or iterate over it."""
 
     def __init__(self, task: DateTask, batch_size: int, bucket: bool = True, seed: int = 0):
-        self.task, self.batch_size, self.bucket, self.seed = task, check_positive_int("batch_size", batch_size), bucket, seed
+        if not isinstance(task, DateTask):
+            raise TypeError(f"task must be a DateTask, got {type(task).__name__}")
+        self.task, self.batch_size = task, check_positive_int("batch_size", batch_size)
+        self.bucket, self.seed = check_flag("bucket", bucket), check_int("seed", seed)
         self.epoch, self._batches, self._next = 0, [], 0
 
     def __len__(self) -> int:
@@ -267,6 +289,7 @@ class BatchStream:
 
 def padding_fraction(batches: Sequence[Batch]) -> float:
     """Fraction of source positions that are padding, over ``batches``."""
+    batches = check_sequence("batches", batches, Batch, "Batch objects (task.batches(...))")
     total = sum(b.src.numel() for b in batches)
     pads = sum(int((b.src == b.pad_id).sum()) for b in batches)
     return pads / total if total else 0.0

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_positive_int, check_tensor
+from .validation import check_int, check_number, check_positive_int, check_tensor
 
 __all__ = ["one_hot_lookup", "scaled_embedding", "cosine_similarity", "TokenEmbedding"]
 
@@ -47,7 +47,7 @@ def one_hot_lookup(ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """
     _check_weight(weight)
     _check_ids(ids, weight.shape[0])
-    one_hot = F.one_hot(ids, num_classes=weight.shape[0]).to(weight.dtype)  # (...) -> (..., V)
+    one_hot = F.one_hot(ids.long(), num_classes=weight.shape[0]).to(weight.dtype)  # (...) -> (..., V)
     return one_hot @ weight                                                 # (..., V) @ (V, D) -> (..., D)
 
 
@@ -81,6 +81,7 @@ def cosine_similarity(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> to
     """
     check_tensor("a", a, ndim=2, floating=True)
     check_tensor("b", b, ndim=2, floating=True)
+    check_number("eps", eps, low=0.0, low_open=True)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"a and b must have the same number of features, got a {tuple(a.shape)} and b {tuple(b.shape)}")
     a_unit = a / a.norm(dim=-1, keepdim=True).clamp_min(eps)  # (N, D), every row of length 1
@@ -108,9 +109,8 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         self.vocab_size = check_positive_int("vocab_size", vocab_size)
         self.d_model = check_positive_int("d_model", d_model)
-        if padding_idx is not None and (isinstance(padding_idx, bool) or not isinstance(padding_idx, int)
-                                        or not 0 <= padding_idx < vocab_size):
-            raise ValueError(f"padding_idx must be None or an id in [0, {vocab_size}), got {padding_idx!r}")
+        if padding_idx is not None:
+            check_int("padding_idx", padding_idx, 0, vocab_size - 1, hint="an id of the vocabulary, or None")
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=padding_idx)
         self.scale = math.sqrt(d_model)
 

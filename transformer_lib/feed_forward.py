@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_positive_int, check_probability
+from .validation import check_dtype_matches, check_feature_size, check_positive_int, check_probability, check_tensor
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -44,6 +44,16 @@ def feed_forward(x: torch.Tensor, w_1: torch.Tensor, b_1: torch.Tensor, w_2: tor
     Returns:
         ``(..., D)``.
     """
+    check_tensor("x", x, floating=True)
+    D = x.shape[-1] if x.dim() else 0
+    d_ff = w_1.shape[-1] if isinstance(w_1, torch.Tensor) and w_1.dim() else 0
+    for name, w, shape, layout in (("w_1", w_1, (D, d_ff), "(D, d_ff)"), ("b_1", b_1, (d_ff,), "(d_ff,)"),
+                                   ("w_2", w_2, (d_ff, D), "(d_ff, D)"), ("b_2", b_2, (D,), "(D,)")):
+        check_tensor(name, w, floating=True)
+        if tuple(w.shape) != shape:
+            raise ValueError(f"{name} must be {layout} = {shape} for x of shape {tuple(x.shape)}, got shape "
+                             f"{tuple(w.shape)}; nn.Linear stores the transpose: pass linear.weight.T")
+        check_dtype_matches("x", x, w, "the network")
     hidden = get_activation(activation)(x @ w_1 + b_1)   # (..., D) @ (D, d_ff) -> (..., d_ff)
     return hidden @ w_2 + b_2                           # (..., d_ff) @ (d_ff, D) -> (..., D)
 
@@ -65,6 +75,7 @@ class FeedForward(nn.Module):
         super().__init__()
         check_positive_int("d_model", d_model)
         check_positive_int("d_ff", d_ff)
+        self.d_model, self.d_ff = d_model, d_ff
         self.activation_name = activation
         self.activation = get_activation(activation)
         self.linear1 = nn.Linear(d_model, d_ff)
@@ -72,6 +83,9 @@ class FeedForward(nn.Module):
         self.linear2 = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, floating=True)
+        check_feature_size("x", x, self.d_model, layout="(..., D)")
+        check_dtype_matches("x", x, self.linear1.weight, "FeedForward")
         return self.linear2(self.dropout(self.activation(self.linear1(x))))  # (..., D) -> (..., d_ff) -> (..., D)
 
     def extra_repr(self) -> str:

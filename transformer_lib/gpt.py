@@ -27,16 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import scaled_dot_product_attention
 from .decoder import Decoder
+from ._deprecated import RenamedAttributes, moved
 from .config import ModelConfig
-from .kv_cache import LayerCache, cache_length, new_cache
-from .multi_head_attention import MultiHeadAttention, merge_heads, split_heads
+from .kv_cache import DecoderCache, new_cache
+from .masks import causal_mask
 from .positional import LearnedPositionalEmbedding
 from .sampling import sample_next
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_flag, check_int, check_tensor, out_of_range_targets
 
-__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "kv_cache_step", "causal_self_mask"]
+__all__ = ["GPTConfig", "GPT", "causal_lm_loss"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class GPTConfig(ModelConfig):
     norm_first: bool = True
     tie_weights: bool = True
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "d_model", "num_heads", "num_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("vocab_size", "num_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights")
 
     @classmethod
@@ -78,13 +79,7 @@ class GPTConfig(ModelConfig):
         return cls(**fields)
 
 
-def causal_self_mask(T: int, past: int = 0, device=None) -> torch.Tensor:
-    """Bool ``(T, past + T)`` mask (True = may attend): new query ``i`` sees the ``past`` cached
-    positions and the new positions ``0..i``."""
-    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
-
-
-class GPT(nn.Module):
+class GPT(RenamedAttributes, nn.Module):
     """A decoder-only Transformer language model.
 
     Args:
@@ -95,23 +90,27 @@ class GPT(nn.Module):
         that follows ``ids[:, i]``. With a ``cache`` (:meth:`new_cache`), ``ids`` holds only
         the new tokens; their positions continue after the cached ones.
 
+    Its parts have the Transformer's names: ``embed`` (token embedding), ``pos`` (learned
+    positions), ``decoder`` and ``generator`` (the output layer, tied to ``embed``).
+
     There is no padding mask: batches are equal-length windows of text, or right-padded
     sequences whose padding no real token can see (it comes after them).
     """
+
+    RENAMED = {"token_embedding": "embed", "position": "pos", "lm_head": "generator"}
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = c = config
-        self.token_embedding = nn.Embedding(c.vocab_size, c.d_model)
-        self.position = LearnedPositionalEmbedding(c.max_len, c.d_model, c.dropout)
-        self.decoder = Decoder(c.num_layers, c.d_model, c.num_heads, c.d_ff, c.dropout, norm_first=c.norm_first,
-                               activation=c.activation, layer_norm_eps=c.layer_norm_eps, cross_attention=False)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos = LearnedPositionalEmbedding(c.d_model, c.max_len, c.dropout)
+        self.decoder = Decoder(c.num_layers, c.layer, cross_attention=False)
+        self.generator = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self._init_weights()
         if c.tie_weights:
-            self.lm_head.weight = self.token_embedding.weight          # one (V, D) matrix, two uses
+            self.generator.weight = self.embed.weight                  # one (V, D) matrix, two uses
 
     def _init_weights(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights, zero biases, and the projections that
@@ -123,22 +122,22 @@ class GPT(nn.Module):
             elif name.endswith("bias") and "norm" not in name:
                 nn.init.zeros_(p)
 
-    def new_cache(self) -> list[LayerCache]:
+    def new_cache(self) -> DecoderCache:
         """An empty key/value cache (self-attention only) for incremental decoding."""
-        return new_cache(len(self.decoder.layers), cross=False)
+        return new_cache(self)
 
-    def forward(self, ids: torch.Tensor, cache: list[LayerCache] | None = None) -> torch.Tensor:
+    def forward(self, ids: torch.Tensor, cache: DecoderCache | None = None) -> torch.Tensor:
         check_tensor("ids", ids, ndim=2, floating=False)
-        past = cache_length(cache)
+        past = 0 if cache is None else len(cache)
         T = ids.shape[1]
         if past + T > self.config.max_len:
             raise ValueError(f"{past} cached + {T} new tokens is longer than max_len={self.config.max_len}")
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.config.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
                              f"got values from {int(ids.min())} to {int(ids.max())}")
-        mask = causal_self_mask(T, past, ids.device)                                # (T, past + T)
-        x = self.position(self.token_embedding(ids), offset=past)                   # (B, T) -> (B, T, D)
-        return self.lm_head(self.decoder(x, None, tgt_mask=mask, cache=cache))      # (B, T, D) -> (B, T, V)
+        mask = causal_mask(T, past, ids.device)                                     # (T, past + T)
+        x = self.pos(self.embed(ids), offset=past)                                  # (B, T) -> (B, T, D)
+        return self.generator(self.decoder(x, None, tgt_mask=mask, cache=cache))    # (B, T, D) -> (B, T, V)
 
     @torch.no_grad()
     def generate(self, ids: torch.Tensor, max_new_tokens: int, *, use_cache: bool = True,
@@ -163,8 +162,9 @@ class GPT(nn.Module):
         check_tensor("ids", ids, ndim=2, floating=False)
         if ids.shape[1] < 1:
             raise ValueError("generate needs a prompt of at least one token per row")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        check_int("max_new_tokens", max_new_tokens, minimum=0)
+        check_flag("use_cache", use_cache)
+        check_flag("return_logits", return_logits)
         if ids.shape[1] + max_new_tokens > self.config.max_len:
             raise ValueError(f"prompt length {ids.shape[1]} + max_new_tokens {max_new_tokens} "
                              f"exceeds max_len={self.config.max_len}")
@@ -187,7 +187,7 @@ class GPT(nn.Module):
         return out
 
     def attention_weights(self) -> list[torch.Tensor | None]:
-        """The last eval-mode self-attention weights ``(B, H, T, S)`` of every block."""
+        """The last self-attention weights ``(B, H, T, S)`` of every block (``None`` where fused)."""
         return self.decoder.attention_weights()["self"]
 
     def num_parameters(self) -> int:
@@ -210,29 +210,19 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     Returns:
         the mean cross-entropy over the ``B * (T - 1)`` predictions that have a next token.
     """
+    check_tensor("logits", logits, ndim=3, floating=True)
+    check_tensor("ids", ids, ndim=2, floating=False)
+    if logits.shape[:2] != ids.shape:
+        raise ValueError(f"logits (B, T, V) and ids (B, T) must agree, got logits {tuple(logits.shape)} and "
+                         f"ids {tuple(ids.shape)}: pass the logits the model gave for these ids")
     V = logits.shape[-1]
     pred = logits[:, :-1].reshape(-1, V)          # (B, T-1, V) -> (B*(T-1), V): positions 0..T-2
-    target = ids[:, 1:].reshape(-1)               # (B, T-1) -> (B*(T-1),): the tokens 1..T-1
-    return F.cross_entropy(pred, target)
+    target = ids[:, 1:].reshape(-1).long()               # (B, T-1) -> (B*(T-1),): the tokens 1..T-1
+    try:
+        return F.cross_entropy(pred, target)
+    except IndexError as e:
+        raise out_of_range_targets(e, "ids", V) from None
 
 
-def kv_cache_step(attn: MultiHeadAttention, x: torch.Tensor, past_k: torch.Tensor,
-                  past_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One generation step of causal self-attention with a key/value cache.
-
-    Args:
-        attn: the layer's :class:`~transformer_lib.multi_head_attention.MultiHeadAttention`.
-        x: ``(B, t + 1, D)`` the inputs of every token so far, the newest last.
-        past_k, past_v: ``(B, H, t, d_k)`` keys and values of the first ``t`` tokens.
-
-    Returns:
-        ``(out (B, 1, D), k (B, H, t + 1, d_k), v (B, H, t + 1, d_k))``: the newest token's
-        output and the cache with its key and value appended. Only the newest token is
-        projected: the earlier keys and values are read from the cache, not recomputed.
-    """
-    x_new = x[:, -1:]                                                       # (B, 1, D)
-    q = split_heads(attn.w_q(x_new), attn.num_heads)                        # (B, 1, D) -> (B, H, 1, d_k)
-    k = torch.cat([past_k, split_heads(attn.w_k(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
-    v = torch.cat([past_v, split_heads(attn.w_v(x_new), attn.num_heads)], dim=-2)  # (B, H, t + 1, d_k)
-    out, _ = scaled_dot_product_attention(q, k, v)         # the newest token may see every key: no mask
-    return attn.w_o(merge_heads(out)), k, v                                 # (B, H, 1, d_k) -> (B, 1, D)
+__getattr__ = moved(__name__, {"causal_self_mask": "transformer_lib.masks:causal_mask",
+                               "kv_cache_step": "transformer_lib.kv_cache:kv_cache_step"})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .utils import check_positive_int, check_tensor
+from .validation import check_dtype_matches, check_number, check_positive_int, check_tensor
 
 
 def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -27,6 +27,16 @@ def layer_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: fl
     Returns:
         ``(..., D)``: each vector with mean ``beta`` and standard deviation about ``|gamma|``.
     """
+    check_tensor("x", x, floating=True)
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension (..., D), got a 0-d tensor")
+    D = x.shape[-1]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        check_tensor(name, p, floating=True)
+        if tuple(p.shape) != (D,):
+            raise ValueError(f"{name} must be (D,) = ({D},) for x of shape {tuple(x.shape)}, "
+                             f"got shape {tuple(p.shape)}")
+    check_number("eps", eps, low=0.0, low_open=True)
     mean = x.mean(dim=-1, keepdim=True)                        # (..., D) -> (..., 1)
     var = x.var(dim=-1, keepdim=True, correction=0)            # (..., 1), biased: divide by D
     return gamma * (x - mean) / torch.sqrt(var + eps) + beta
@@ -46,9 +56,7 @@ class LayerNorm(nn.Module):
     def __init__(self, d_model: int, eps: float = 1e-5):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
-            raise ValueError(f"eps must be a positive number, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_number("eps", eps, low=0.0, low_open=True)
         self.weight = nn.Parameter(torch.ones(d_model))   # gamma
         self.bias = nn.Parameter(torch.zeros(d_model))    # beta
 
@@ -56,6 +64,7 @@ class LayerNorm(nn.Module):
         check_tensor("x", x, floating=True)
         if x.dim() == 0 or x.shape[-1] != self.d_model:
             raise ValueError(f"last dimension must be d_model={self.d_model}, got shape {tuple(x.shape)}")
+        check_dtype_matches("x", x, self.weight, "LayerNorm")
         return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

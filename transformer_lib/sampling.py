@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from .utils import check_tensor
+from .validation import check_int, check_number, check_tensor
 
 __all__ = ["apply_temperature", "top_k_filter", "top_k_probs", "top_p_filter", "sample_next"]
 
@@ -33,28 +33,33 @@ def _check_logits(logits) -> torch.Tensor:
 
 
 def _check_k(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"top_k must be a positive int, got {type(k).__name__} {k!r}")
-    if k < 1:
-        raise ValueError(f"top_k must be >= 1, got {k}")
-    return k
+    return check_int("top_k", k, minimum=1, hint="how many of the most likely tokens to keep")
 
 
 def _check_p(p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
-        raise TypeError(f"top_p must be a float in (0, 1], got {type(p).__name__} {p!r}")
-    if not 0.0 < p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {p}")
-    return float(p)
+    return check_number("top_p", p, low=0.0, high=1.0, low_open=True, hint="the probability mass to keep")
+
+
+def _check_sampleable(logits: torch.Tensor, greedy: bool) -> None:
+    """Every row needs a token to pick: NaN (and, when sampling, +inf) make the softmax NaN, and
+    a row of -inf only allows no token. (A scan of the logits: once per generated token.)"""
+    if bool(logits.isnan().any()) or (not greedy and bool((logits == float("inf")).any())):
+        what = "NaN" if bool(logits.isnan().any()) else "+inf"
+        raise ValueError(f"logits contain {what}, so no distribution can be formed: the model's output is "
+                         f"broken (a diverged training run? check the loss and lower the learning rate)")
+    dead = (logits == float("-inf")).all(dim=-1)
+    if bool(dead.any()):
+        row = dead.nonzero()[0].tolist() if dead.dim() else []
+        where = "" if not row else f" of row {row[0]}" if len(row) == 1 else f" of row {tuple(row)}"
+        raise ValueError(f"every logit{where} is -inf: no token is allowed. Keep at least one finite logit "
+                         f"per row (did a mask or a filter block every token?)")
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """``logits / temperature`` (``temperature > 0``); below 1 sharpens, above 1 flattens."""
     _check_logits(logits)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a number, got {type(temperature).__name__}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 here (0 means greedy: use sample_next), got {temperature}")
+    check_number("temperature", temperature, low=0.0, low_open=True,
+                 hint="0 means greedy: use sample_next(logits, temperature=0)")
     return logits / temperature
 
 
@@ -120,8 +125,10 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         ``(...)`` long tensor of token ids.
     """
     _check_logits(logits)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-        raise ValueError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    check_number("temperature", temperature, low=0.0, hint="0 = greedy")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    _check_sampleable(logits, greedy=temperature == 0)
     if top_k is not None:
         _check_k(top_k)
     if top_p is not None:

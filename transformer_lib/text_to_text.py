@@ -12,9 +12,9 @@ in the input, so one encoder-decoder, one loss and one decoding procedure serve 
     "date: 7 march 2021"    -> "2021-03-07"
 
 This module generates such examples in code (:func:`make_example`, :func:`generate_examples`),
-turns them into padded id tensors (:func:`encode_examples`), decodes with the encoder-decoder
-(:func:`generate_seq2seq`, with or without a key/value cache) and scores each task
-(:func:`per_task_accuracy`).
+turns them into padded id tensors (:func:`encode_examples`) and scores each task
+(:func:`per_task_accuracy`); the encoder-decoder decodes with lesson 08's
+:func:`~transformer_lib.decoding.greedy_decode`.
 
 It also holds the two relative-position schemes lesson 12 shows as alternatives to the
 absolute positions of lesson 02: T5's bucketed relative position bias
@@ -29,14 +29,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from .kv_cache import cache_length
-from .masks import causal_mask, padding_mask
-from .sampling import sample_next
 from .tokenizer import Tokenizer
-from .utils import check_tensor
+from .training import shift_right
+from .validation import (check_flag, check_int, check_number, check_positive_int, check_sequence, check_tensor,
+                         is_int)
 
 __all__ = ["TASKS", "MONTHS", "make_example", "random_value", "generate_examples", "text_to_text_tokenizer",
-           "encode_examples", "generate_seq2seq", "per_task_accuracy", "relative_position_bucket", "apply_rope"]
+           "encode_examples", "per_task_accuracy", "relative_position_bucket", "apply_rope"]
 
 TASKS = ("reverse", "sort", "add", "date")
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -59,8 +58,13 @@ def make_example(task: str, value) -> tuple[str, str]:
         e.g. ``("add: 57+264", "321")`` or ``("date: 7 march 2021", "2021-03-07")``.
 
     Raises:
-        ValueError: for an unknown task.
+        ValueError: for an unknown task; TypeError: for a value of the wrong kind.
     """
+    _check_task(task)
+    kinds = {"reverse": str, "sort": str, "add": (tuple, list), "date": datetime.date}
+    if not isinstance(value, kinds[task]) or (task == "add" and (len(value) != 2 or not all(map(is_int, value)))):
+        want = {"reverse": "a str", "sort": "a str", "add": "a pair of ints (a, b)", "date": "a datetime.date"}[task]
+        raise TypeError(f"the value of task {task!r} must be {want}, got {type(value).__name__} {value!r}")
     if task == "reverse":
         return f"reverse: {value}", value[::-1]
     if task == "sort":
@@ -75,6 +79,9 @@ def make_example(task: str, value) -> tuple[str, str]:
 
 def random_value(task: str, rng: random.Random):
     """A random input for ``task``: 3-8 letters, two numbers up to ADD_MAX (99), or a date in 1950-2049."""
+    _check_task(task)
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng must be a random.Random (e.g. random.Random(0)), got {type(rng).__name__}")
     if task in ("reverse", "sort"):
         return "".join(rng.choice(LETTERS) for _ in range(rng.randint(3, 8)))
     if task == "add":
@@ -90,11 +97,17 @@ def generate_examples(n: int, seed: int = 0, tasks: Sequence[str] = TASKS,
 
     ``maker`` formats each example (the lesson passes the learner's ``make_example``).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be an int >= 0, got {n!r}")
+    try:
+        check_int("n", n, minimum=0)
+    except TypeError as e:                               # n=2.5 has always been a ValueError here
+        raise ValueError(str(e)) from None
+    check_int("seed", seed)
+    if isinstance(tasks, str) or not tasks:
+        raise ValueError(f"tasks must be a non-empty list of task names from {TASKS}, got {tasks!r}")
     for task in tasks:
-        if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        _check_task(task)
+    if not callable(maker):
+        raise TypeError(f"maker must be a function (task, value) -> (source, target), got {type(maker).__name__}")
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -102,6 +115,11 @@ def generate_examples(n: int, seed: int = 0, tasks: Sequence[str] = TASKS,
         source, target = maker(task, random_value(task, rng))
         out.append((task, source, target))
     return out
+
+
+def _check_task(task) -> None:
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
 def text_to_text_tokenizer() -> Tokenizer:
@@ -116,70 +134,24 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[tuple[str, str, str
     ``tgt_in`` is ``<bos>`` + target (the decoder's input), ``tgt_out`` is target + ``<eos>``
     (what it must predict), both right-padded with ``<pad>``.
     """
+    if not isinstance(tokenizer, Tokenizer):
+        raise TypeError(f"tokenizer must be a Tokenizer (text_to_text_tokenizer()), got {type(tokenizer).__name__}")
+    if not isinstance(examples, (list, tuple)) or not examples or any(
+            not isinstance(e, (tuple, list)) or len(e) != 3 for e in examples):
+        raise ValueError("examples must be a non-empty list of (task, source, target) triples, "
+                         "as generate_examples gives")
     src = tokenizer.encode_batch([s for _, s, _ in examples])
     tgt = tokenizer.encode_batch([t for _, _, t in examples], add_bos=True, add_eos=True)
-    tgt_in = tgt[:, :-1].clone()                                   # (B, T+1) -> (B, T)
-    tgt_in[tgt_in == tokenizer.eos_id] = tokenizer.pad_id          # <eos> is never an input
-    return src, tgt_in, tgt[:, 1:]
-
-
-@torch.no_grad()
-def generate_seq2seq(model, src: torch.Tensor, max_new_tokens: int, bos_id: int, eos_id: int, *,
-                     use_cache: bool = True, temperature: float = 0.0, top_k: int | None = None,
-                     top_p: float | None = None, generator: torch.Generator | None = None,
-                     return_logits: bool = False):
-    """Decode with an encoder-decoder :class:`~transformer_lib.transformer.Transformer`.
-
-    Args:
-        model: the Transformer.
-        src: source ids ``(B, S)`` (padded with the model's ``pad_id``).
-        max_new_tokens: the most tokens to generate per row.
-        bos_id, eos_id: start and end tokens; a row that produced ``eos_id`` is then padded.
-        use_cache: keep the decoder's keys/values (self-attention appended every step,
-            cross-attention computed once) and feed only the newest token, or re-run the
-            decoder on the whole prefix every step. Both give the same tokens and logits.
-        temperature, top_k, top_p, generator: how to pick each token
-            (:func:`~transformer_lib.sampling.sample_next`); ``temperature=0`` is greedy.
-        return_logits: also return the logits ``(B, n, V)`` of every step.
-
-    Returns:
-        ``(B, 1 + n)`` ids starting with ``bos_id`` (``n <= max_new_tokens``: generation stops
-        when every row has ended), and the logits when asked.
-    """
-    check_tensor("src", src, ndim=2, floating=False)
-    was_training = model.training
-    model.eval()
-    pad_id = model.config.pad_id
-    src_mask = padding_mask(src, pad_id)                                           # (B, 1, 1, S)
-    memory = model.encode(src, src_mask)                                           # (B, S, D)
-    B = src.shape[0]
-    out = torch.full((B, 1), bos_id, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    cache = model.new_cache() if use_cache else None
-    all_logits = []
-    for _ in range(max_new_tokens):
-        step_input = out[:, -1:] if use_cache else out                             # (B, 1) or (B, t)
-        # causal only: a generated token is never treated as padding (rows that ended are cut later)
-        tgt_mask = None if use_cache else causal_mask(out.shape[1], device=src.device)
-        hidden = model.decode(step_input, memory, tgt_mask=tgt_mask, memory_mask=src_mask, cache=cache)
-        logits = model.generator(hidden[:, -1])                                    # (B, D) -> (B, V)
-        next_id = sample_next(logits, temperature, top_k, top_p, generator)        # (B,)
-        next_id = torch.where(done, torch.full_like(next_id, pad_id), next_id)
-        out = torch.cat([out, next_id[:, None]], dim=1)                            # (B, t) -> (B, t + 1)
-        all_logits.append(logits)
-        done |= next_id == eos_id
-        if bool(done.all()):
-            break
-    assert cache is None or cache_length(cache) == out.shape[1] - 1
-    model.train(was_training)
-    if return_logits:
-        return out, torch.stack(all_logits, dim=1)                                 # (B, n, V)
-    return out
+    tgt_out = tgt[:, 1:]                                           # (B, T+1) -> (B, T)
+    return src, shift_right(tgt_out, tokenizer.bos_id, tokenizer.pad_id), tgt_out
 
 
 def per_task_accuracy(tasks: Sequence[str], predictions: Sequence[str], targets: Sequence[str]) -> dict[str, float]:
     """Exact-match accuracy of each task (and ``"all"``): the fraction of predictions equal to
     their target."""
+    tasks = check_sequence("tasks", tasks, what="task names")
+    predictions = check_sequence("predictions", predictions, what="texts")
+    targets = check_sequence("targets", targets, what="texts")
     if not len(tasks) == len(predictions) == len(targets):
         raise ValueError(f"tasks, predictions and targets must have the same length, got "
                          f"{len(tasks)}, {len(predictions)} and {len(targets)}")
@@ -205,6 +177,13 @@ def relative_position_bucket(relative_position: torch.Tensor, bidirectional: boo
     attend at each distance, whatever the absolute positions.
     """
     check_tensor("relative_position", relative_position, floating=False)
+    check_flag("bidirectional", bidirectional)
+    check_int("num_buckets", num_buckets, minimum=4 if bidirectional else 2, hint="at least 2 per direction")
+    check_positive_int("max_distance", max_distance)
+    exact = (num_buckets // 2 if bidirectional else num_buckets) // 2
+    if max_distance <= exact:
+        raise ValueError(f"max_distance={max_distance} must be larger than the {exact} distances that get a "
+                         f"bucket each (num_buckets={num_buckets}; T5 uses 32 and 128)")
     n = -relative_position
     bucket = torch.zeros_like(relative_position)
     if bidirectional:
@@ -242,6 +221,7 @@ def apply_rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
         ``(..., T, d)``.
     """
     check_tensor("x", x, floating=True)
+    check_number("base", base, low=1.0, low_open=True, hint="10000.0, as in lesson 02")
     if x.dim() < 2 or x.shape[-1] % 2:
         raise ValueError(f"x must be (..., T, d) with an even d, got shape {tuple(x.shape)}")
     T, d = x.shape[-2], x.shape[-1]

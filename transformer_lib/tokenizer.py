@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .utils import check_positive_int
+from .validation import check_flag, check_int, check_positive_int, check_sequence, check_token_ids
 
 __all__ = ["Tokenizer", "split_words", "PAD", "UNK", "BOS", "EOS", "SPECIALS"]
 
@@ -30,6 +30,8 @@ _WORD_RE = re.compile(r"\w+|[^\w\s]")
 
 def split_words(text: str) -> list[str]:
     """Lower-case ``text`` and split it into words and single punctuation marks."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     return _WORD_RE.findall(text.lower())
 
 
@@ -53,6 +55,7 @@ class Tokenizer:
         if isinstance(tokens, str):
             raise TypeError("tokens must be a sequence of token strings, got one str; "
                             "use Tokenizer.from_corpus([...]) to build a vocabulary from text")
+        tokens = check_sequence("tokens", tokens, what="token strings")
         bad = [t for t in tokens if not isinstance(t, str) or not t]
         if bad:
             raise TypeError(f"every token must be a non-empty str, got {bad[0]!r} ({type(bad[0]).__name__})")
@@ -73,6 +76,7 @@ class Tokenizer:
         if level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
         check_positive_int("min_freq", min_freq)
+        texts = check_sequence("texts", texts, str, "texts (str)")
         counts: Counter[str] = Counter()
         for text in texts:
             counts.update(list(text) if level == "char" else split_words(text))
@@ -100,22 +104,23 @@ class Tokenizer:
 
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
         """Token ids of ``text``; unknown tokens become ``<unk>``."""
+        check_flag("add_bos", add_bos)
+        check_flag("add_eos", add_eos)
         ids = [self.stoi.get(t, self.unk_id) for t in self.tokenize(text)]
         return ([self.bos_id] if add_bos else []) + ids + ([self.eos_id] if add_eos else [])
 
     def decode(self, ids: Iterable[int] | torch.Tensor, skip_special: bool = True) -> str:
         """Text of ``ids``. Stops at the first ``<eos>``; drops ``<pad>``/``<bos>`` when
-        ``skip_special`` (``<unk>`` is kept so a reader sees what was lost)."""
+        ``skip_special`` (``<unk>`` is kept so a reader sees what was lost). An id that is not
+        an int of the vocabulary (``5.7``, ``999``) is an error."""
+        check_flag("skip_special", skip_special)
         if isinstance(ids, torch.Tensor):
             if ids.dim() != 1:
                 raise ValueError(f"decode takes one sequence (1-D), got shape {tuple(ids.shape)}; "
                                  "use decode_batch for a batch")
-            ids = ids.tolist()
         out = []
-        for i in ids:
-            if not 0 <= int(i) < len(self.itos):
-                raise ValueError(f"id {i} is outside the vocabulary (size {len(self)})")
-            tok = self.itos[int(i)]
+        for i in check_token_ids(ids, len(self.itos)):
+            tok = self.itos[i]
             if skip_special and tok == EOS:
                 break
             if skip_special and tok in (PAD, BOS):
@@ -125,13 +130,16 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str], add_bos: bool = False, add_eos: bool = False,
                      max_len: int | None = None) -> torch.Tensor:
-        """Encode several texts into one ``(B, L)`` LongTensor, padded with ``<pad>`` on the right.
+        """Encode several texts into one ``(B, T)`` LongTensor, padded with ``<pad>`` on the right.
 
-        ``L`` is the longest encoding, or ``max_len`` when given (longer texts are an error,
+        ``T`` is the longest encoding, or ``max_len`` when given (longer texts are an error,
         never silently cut).
         """
         if isinstance(texts, str):
             raise TypeError("encode_batch takes a list of texts, got a single str")
+        texts = check_sequence("texts", texts, str, "texts (str)")
+        if max_len is not None:
+            check_int("max_len", max_len, minimum=0)
         seqs = [self.encode(t, add_bos=add_bos, add_eos=add_eos) for t in texts]
         longest = max((len(s) for s in seqs), default=0)
         length = longest if max_len is None else max_len
@@ -143,7 +151,7 @@ class Tokenizer:
         return batch
 
     def decode_batch(self, ids: torch.Tensor, skip_special: bool = True) -> list[str]:
-        """Texts of a ``(B, L)`` batch of ids."""
+        """Texts of a ``(B, T)`` batch of ids."""
         if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
-            raise ValueError("decode_batch takes a (B, L) tensor of ids")
+            raise ValueError("decode_batch takes a (B, T) tensor of ids")
         return [self.decode(row, skip_special=skip_special) for row in ids]

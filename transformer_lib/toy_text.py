@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from .tokenizer import SPECIALS, Tokenizer
+from .validation import check_int, check_sequence, check_token_ids
 
 __all__ = ["ReviewWorld", "CLS", "SEP", "MASK", "python_source_corpus"]
 
@@ -98,12 +99,16 @@ class ReviewWorld:
 
     def pretraining_sentences(self, n: int, seed: int = 0) -> list[str]:
         """``n`` unlabelled sentences from the pre-training templates."""
+        check_int("n", n, minimum=0)
+        check_int("seed", seed)
         rng = random.Random(seed)
         return [self._fill(rng.choice(PRETRAIN_TEMPLATES), rng.randint(0, 1), rng) for _ in range(n)]
 
     def labelled_examples(self, n: int, seed: int = 0) -> tuple[list[str], list[int]]:
         """``n`` sentences of the labelled task with their sentiment (1 positive, 0 negative),
         balanced: the labels alternate."""
+        check_int("n", n, minimum=0)
+        check_int("seed", seed)
         rng = random.Random(seed)
         texts, labels = [], []
         for i in range(n):
@@ -114,10 +119,15 @@ class ReviewWorld:
 
     # ---- ids -------------------------------------------------------------------------------
     def encode(self, sentences: list[str], max_len: int | None = None) -> torch.Tensor:
-        """``[CLS] words [SEP]`` ids ``(B, L)``, padded with ``<pad>`` (0) on the right.
+        """``[CLS] words [SEP]`` ids ``(B, T)``, padded with ``<pad>`` (0) on the right.
         The word ``[MASK]`` may appear in a sentence (for fill-in-the-blank)."""
         if isinstance(sentences, str):
             raise TypeError("encode takes a list of sentences, got a single str")
+        sentences = check_sequence("sentences", sentences, str, "sentences (str)")
+        if not sentences:
+            raise ValueError("encode needs at least one sentence")
+        if max_len is not None:
+            check_int("max_len", max_len, minimum=2, hint="room for [CLS] and [SEP]")
         stoi = self.tokenizer.stoi
         rows = []
         for s in sentences:
@@ -135,7 +145,7 @@ class ReviewWorld:
 
     def decode(self, ids) -> str:
         """Words of one row of ids, without padding (``[CLS]``/``[SEP]``/``[MASK]`` shown)."""
-        ids = ids.tolist() if isinstance(ids, torch.Tensor) else list(ids)
+        ids = check_token_ids(ids, self.vocab_size)
         return " ".join(self.tokenizer.itos[i] for i in ids if i != self.tokenizer.pad_id)
 
 
@@ -153,6 +163,11 @@ def python_source_corpus(modules: tuple[str, ...] = ("difflib",), max_chars: int
     """
     if isinstance(modules, str):
         modules = (modules,)
+    modules = check_sequence("modules", modules, str, "module names such as 'difflib'")
+    if not modules:
+        raise ValueError("modules is empty: name at least one module, e.g. ('difflib',)")
+    if max_chars is not None:
+        check_int("max_chars", max_chars, minimum=0)
     parts = []
     for name in modules:
         spec = importlib.util.find_spec(name)

@@ -1,7 +1,8 @@
 """Lesson 08 (and 09-11): training.
 
 ``train`` is the one loop every training lesson uses: it draws batches, computes a loss with
-a function you pass, back-propagates, clips the gradient norm, steps the optimiser and the
+a function you pass (with the attention layers on their fused kernel: training draws no
+attention pictures), back-propagates, clips the gradient norm, steps the optimiser and the
 learning-rate schedule, shows a progress bar, and records a :class:`History`.
 """
 from __future__ import annotations
@@ -14,10 +15,11 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from .utils import check_positive_int, check_tensor, smoke_test_mode
-
-#: Steps a training loop runs when TRANSFORMER_COURSE_SMOKE=1 (the exercise-notebook tests).
-SMOKE_STEPS = 3
+from ._deprecated import moved
+from .multi_head_attention import fused_attention
+from .runtime import SMOKE_STEPS, smoke_test_mode
+from .validation import (check_device, check_flag, check_int, check_module, check_number, check_positive_int,
+                         check_sequence, check_tensor, out_of_range_targets)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class History:
 
 def to_device(batch: Any, device: torch.device | str) -> Any:
     """Move every tensor in a batch (a tensor, tuple, list, dict or dataclass of them) to ``device``."""
+    device = check_device("device", device)
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -62,7 +65,7 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
         model: the model (its parameters must be in ``optimizer``).
         batches: an iterable of batches (cycled when exhausted) or a function ``step -> batch``.
         loss_fn: ``loss_fn(model, batch) -> scalar loss``.
-        steps: number of optimiser steps (3 in smoke-test mode, see ``utils.smoke_test_mode``).
+        steps: number of optimiser steps (``SMOKE_STEPS`` in smoke-test mode, see ``runtime.smoke_test_mode``).
         optimizer: e.g. ``torch.optim.AdamW(model.parameters(), lr=...)``.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
         clip_norm: clip the gradients' global norm to this value (``None``: no clipping).
@@ -75,23 +78,46 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
     Returns:
         a :class:`History`; ``history.seconds`` is the wall-clock training time, evaluations included.
     """
+    check_module("model", model)
     check_positive_int("steps", steps)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be a function loss_fn(model, batch) -> loss, got {type(loss_fn).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, e.g. torch.optim.AdamW(model.parameters(), "
+                        f"lr=1e-3), got {type(optimizer).__name__}")
+    if clip_norm is not None:
+        check_number("clip_norm", clip_norm, low=0.0, low_open=True, hint="or None for no clipping")
+    if evaluate is not None and not callable(evaluate):
+        raise TypeError(f"evaluate must be a function evaluate(model) -> dict, or None, got {type(evaluate).__name__}")
+    check_int("eval_every", eval_every, minimum=0, hint="0: evaluate after the last step only")
+    check_flag("progress", progress)
+    if isinstance(batches, torch.Tensor) or not (callable(batches) or hasattr(batches, "__iter__")):
+        raise TypeError(f"batches must be an iterable of batches or a function step -> batch, "
+                        f"got {type(batches).__name__}")
     if smoke_test_mode():
         steps = min(steps, SMOKE_STEPS)
-    if device is None:
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device if device is None else check_device("device", device)
     if callable(batches):
         draw = batches
     else:
         iterator = itertools.cycle(batches) if not hasattr(batches, "__next__") else batches
-        draw = lambda step: next(iterator)  # noqa: E731
+
+        def draw(step: int):
+            try:
+                return next(iterator)
+            except StopIteration:
+                raise ValueError(f"batches ran out before step {step}: pass a non-empty list (it is cycled), "
+                                 f"an endless iterator, or a function step -> batch") from None
     history = History()
     bar = _progress_bar(steps, desc) if progress else None
     start = time.perf_counter()
     model.train()
     for step in range(1, steps + 1):
         batch = to_device(draw(step), device)
-        loss = loss_fn(model, batch)
+        with fused_attention(model):                     # no attention weights to keep: the fast kernel
+            loss = loss_fn(model, batch)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise TypeError(f"loss_fn must return a scalar loss tensor, got {_what(loss)} at step {step}")
         if not torch.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
@@ -118,6 +144,16 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
         bar.close()
     model.eval()
     return history
+
+
+def _check_batch(batch) -> None:
+    if not all(hasattr(batch, name) for name in ("src", "tgt_in", "tgt_out")):
+        raise TypeError(f"a batch must have .src, .tgt_in and .tgt_out (a transformer_lib.data.Batch, as "
+                        f"task.batches(...) gives), got {type(batch).__name__}")
+
+
+def _what(value) -> str:
+    return f"a tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
 
 
 def _progress_bar(total: int, desc: str):
@@ -148,21 +184,23 @@ def label_smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smo
         a scalar tensor; ``0`` (never NaN) when every target is padding. Computed with
         ``log_softmax``, so it stays finite for very large logits.
     """
-    if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
-        raise TypeError(f"logits must be a float tensor, got {type(logits).__name__}")
-    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.dtype == torch.bool:
-        raise TypeError("target must be an integer tensor of token ids")
-    if logits.shape[:-1] != target.shape:
+    check_tensor("logits", logits, floating=True)
+    check_tensor("target", target, floating=False)
+    if logits.dim() == 0 or logits.shape[:-1] != target.shape:
         raise ValueError(f"logits (..., V) and target (...) must agree, got logits {tuple(logits.shape)} "
                          f"and target {tuple(target.shape)}")
-    if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0 <= smoothing < 1:
-        raise ValueError(f"smoothing must be a number in [0, 1), got {smoothing!r}")
+    check_number("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
+    if pad_id is not None:
+        check_int("pad_id", pad_id, hint="or None to ignore no target")
     V = logits.shape[-1]
     log_probs = torch.log_softmax(logits.float(), dim=-1).reshape(-1, V)       # (..., V) -> (N, V)
-    target = target.reshape(-1)                                                 # (...) -> (N,)
+    target = target.reshape(-1).long()                                          # (...) -> (N,)
     keep = torch.ones_like(target, dtype=torch.bool) if pad_id is None else target != pad_id
     safe_target = target.masked_fill(~keep, 0)
-    nll = -log_probs.gather(-1, safe_target[:, None]).squeeze(-1)               # (N,): -log p(correct)
+    try:
+        nll = -log_probs.gather(-1, safe_target[:, None]).squeeze(-1)           # (N,): -log p(correct)
+    except RuntimeError as e:
+        raise out_of_range_targets(e, "target", V) from None
     uniform = -log_probs.mean(dim=-1)                                           # (N,): -(1/V) sum_v log p_v
     per_token = (1 - smoothing) * nll + smoothing * uniform                     # (N,)
     return (per_token * keep).sum() / keep.sum().clamp(min=1)
@@ -179,6 +217,7 @@ def noam_lr(step: int, d_model: int, warmup_steps: int = 4000, factor: float = 1
     check_positive_int("step", step)
     check_positive_int("d_model", d_model)
     check_positive_int("warmup_steps", warmup_steps)
+    check_number("factor", factor, low=0.0, low_open=True)
     return factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
@@ -197,6 +236,7 @@ def warmup_linear_decay_lr(step: int, total_steps: int, warmup_steps: int, peak_
     check_positive_int("warmup_steps", warmup_steps)
     if warmup_steps >= total_steps:
         raise ValueError(f"warmup_steps={warmup_steps} must be smaller than total_steps={total_steps}")
+    check_number("peak_lr", peak_lr, low=0.0, low_open=True)
     if step <= warmup_steps:
         return peak_lr * step / warmup_steps
     return peak_lr * max(total_steps - step + 1, 0) / (total_steps - warmup_steps + 1)
@@ -206,6 +246,10 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, lr_at: Callable[[int], float]
     """A ``LambdaLR`` that sets the learning rate to ``lr_at(step)`` before optimiser step
     ``step`` = 1, 2, ... (it sets the optimiser's base rate to 1, because ``LambdaLR``
     multiplies the base rate by the function's value)."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not callable(lr_at):
+        raise TypeError(f"lr_at must be a function step -> learning rate, got {type(lr_at).__name__}")
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] = 1.0
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_at(i + 1))
@@ -215,6 +259,7 @@ def noam_scheduler(optimizer: torch.optim.Optimizer, d_model: int, warmup_steps:
                    factor: float = 1.0, lr_fn: Callable[..., float] | None = None) -> torch.optim.lr_scheduler.LambdaLR:
     """:func:`lr_scheduler` with ``lr_fn(step, d_model, warmup_steps, factor)`` (default :func:`noam_lr`)."""
     fn = noam_lr if lr_fn is None else lr_fn
+    fn(1, d_model, warmup_steps, factor)                    # a bad argument fails here, not at the first step
     return lr_scheduler(optimizer, lambda step: fn(step, d_model, warmup_steps, factor))
 
 
@@ -225,6 +270,8 @@ def shift_right(target: torch.Tensor, bos_id: int, pad_id: int = 0) -> torch.Ten
     ``shift_right(y)[:, t]`` = ``y[:, t-1]`` and must predict ``y[:, t]``.
     """
     check_tensor("target", target, ndim=2, floating=False)
+    check_int("bos_id", bos_id, minimum=0)
+    check_int("pad_id", pad_id, minimum=0)
     start = torch.full_like(target[:, :1], bos_id)                               # (B, 1)
     shifted = torch.cat([start, target[:, :-1]], dim=1)                          # (B, 1) + (B, T-1) -> (B, T)
     # once the target is padding, the input is padding too (the <eos> itself is never an input)
@@ -235,9 +282,13 @@ def seq2seq_loss(smoothing: float = 0.1, loss: Callable[..., torch.Tensor] | Non
     """``loss_fn(model, batch)`` for :func:`train`: teacher forcing on a batch with ``src``,
     ``tgt_in`` and ``tgt_out`` (see :class:`transformer_lib.data.Batch`), scored with ``loss``
     (default :func:`label_smoothed_cross_entropy`)."""
+    check_number("smoothing", smoothing, low=0.0, high=1.0, high_open=True)
     loss = label_smoothed_cross_entropy if loss is None else loss
+    if not callable(loss):
+        raise TypeError(f"loss must be a function like label_smoothed_cross_entropy, got {type(loss).__name__}")
 
     def loss_fn(model: nn.Module, batch) -> torch.Tensor:
+        _check_batch(batch)
         logits = model(batch.src, batch.tgt_in)                                  # (B, T, V)
         return loss(logits, batch.tgt_out, smoothing=smoothing, pad_id=model.config.pad_id)
     return loss_fn
@@ -247,10 +298,12 @@ def seq2seq_loss(smoothing: float = 0.1, loss: Callable[..., torch.Tensor] | Non
 def token_accuracy(model: nn.Module, batches: Iterable) -> float:
     """Fraction of non-padding target tokens predicted right with teacher forcing (cheap: one
     forward pass per batch, no decoding)."""
+    check_module("model", model)
     was_training = model.training
     model.eval()
     right = total = 0
-    for batch in batches:
+    for batch in check_sequence("batches", batches):
+        _check_batch(batch)
         batch = to_device(batch, next(model.parameters()).device)
         pred = model(batch.src, batch.tgt_in).argmax(dim=-1)                     # (B, T)
         keep = batch.tgt_out != model.config.pad_id
@@ -262,32 +315,12 @@ def token_accuracy(model: nn.Module, batches: Iterable) -> float:
 
 def exact_match(predictions: Iterable[str], references: Iterable[str]) -> float:
     """Fraction of predictions equal to their reference, character for character."""
-    predictions, references = list(predictions), list(references)
+    predictions = check_sequence("predictions", predictions, what="texts")
+    references = check_sequence("references", references, what="texts")
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     return sum(p == r for p, r in zip(predictions, references)) / max(len(references), 1)
 
 
-# -- saving and loading a trained model ------------------------------------------------------
-
-def save_model(model: nn.Module, path, **extra) -> None:
-    """Save a :class:`~transformer_lib.transformer.Transformer`'s config and weights to ``path``
-    (one file, ``torch.save``), plus any ``extra`` picklable-by-value items (e.g. the vocabulary)."""
-    config = getattr(model, "config", None)
-    if config is None or not hasattr(config, "to_dict"):
-        raise TypeError(f"save_model saves a model with a .config (TransformerConfig), got {type(model).__name__}")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"config": config.to_dict(), "state_dict": state, "extra": extra}, path)
-
-
-def load_model(path, device: torch.device | str = "cpu", return_extra: bool = False):
-    """Rebuild the model saved by :func:`save_model` (in eval mode, on ``device``).
-
-    Returns the model, or ``(model, extra)`` with ``return_extra=True``.
-    """
-    from .transformer import Transformer, TransformerConfig
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = Transformer(TransformerConfig.from_dict(saved["config"]))
-    model.load_state_dict(saved["state_dict"])
-    model.to(device).eval()
-    return (model, saved.get("extra", {})) if return_extra else model
+__getattr__ = moved(__name__, {"save_model": "transformer_lib.checkpoint:save_model",
+                               "load_model": "transformer_lib.checkpoint:load_model"})

@@ -21,10 +21,10 @@ from .decoder import Decoder
 from .embeddings import TokenEmbedding
 from .encoder import Encoder
 from .config import ModelConfig
-from .kv_cache import LayerCache, cache_length, new_cache
-from .masks import padding_mask
+from .masks import decoder_self_mask, padding_mask
 from .positional import LearnedPositionalEmbedding, PositionalEncoding
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_hidden, check_tensor, is_int
 
 POSITIONALS = ("sinusoidal", "learned")
 
@@ -57,8 +57,8 @@ class TransformerConfig(ModelConfig):
     share_embeddings: bool = False
     pad_id: int = 0
 
-    POSITIVE: ClassVar[tuple[str, ...]] = ("src_vocab_size", "tgt_vocab_size", "d_model", "num_heads", "num_layers",
-                                         "num_encoder_layers", "num_decoder_layers", "d_ff", "max_len")
+    POSITIVE: ClassVar[tuple[str, ...]] = ("src_vocab_size", "tgt_vocab_size", "num_layers", "num_encoder_layers",
+                                         "num_decoder_layers", "max_len")
     FLAGS: ClassVar[tuple[str, ...]] = ("norm_first", "tie_weights", "share_embeddings")
 
     def __post_init__(self):
@@ -68,8 +68,9 @@ class TransformerConfig(ModelConfig):
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError(f"share_embeddings needs one vocabulary, got src_vocab_size={self.src_vocab_size} "
                              f"and tgt_vocab_size={self.tgt_vocab_size}")
-        if isinstance(self.pad_id, bool) or not isinstance(self.pad_id, int) or not 0 <= self.pad_id < min(self.src_vocab_size, self.tgt_vocab_size):
-            raise ValueError(f"pad_id must be an id in both vocabularies, got {self.pad_id!r}")
+        vocab = min(self.src_vocab_size, self.tgt_vocab_size)
+        if not is_int(self.pad_id) or not 0 <= self.pad_id < vocab:
+            raise ValueError(f"pad_id must be an id in both vocabularies (0..{vocab - 1}), got {self.pad_id!r}")
 
     @property
     def encoder_layers(self) -> int:
@@ -88,7 +89,8 @@ class TransformerConfig(ModelConfig):
     @classmethod
     def tiny(cls, src_vocab_size: int, tgt_vocab_size: int | None = None, **changes) -> "TransformerConfig":
         """A model small enough to train on a laptop CPU in a minute or two."""
-        fields = dict(src_vocab_size=src_vocab_size, tgt_vocab_size=tgt_vocab_size or src_vocab_size,
+        fields = dict(src_vocab_size=src_vocab_size,
+                      tgt_vocab_size=src_vocab_size if tgt_vocab_size is None else tgt_vocab_size,
                       d_model=64, num_heads=4, num_layers=2, d_ff=256, dropout=0.1, max_len=128)
         fields.update(changes)
         return cls(**fields)
@@ -97,9 +99,8 @@ class TransformerConfig(ModelConfig):
 
 
 def _positions(config: TransformerConfig) -> nn.Module:
-    if config.positional == "sinusoidal":
-        return PositionalEncoding(config.d_model, config.max_len, config.dropout)
-    return LearnedPositionalEmbedding(config.max_len, config.d_model, config.dropout)
+    kind = PositionalEncoding if config.positional == "sinusoidal" else LearnedPositionalEmbedding
+    return kind(config.d_model, config.max_len, config.dropout)
 
 
 def count_transformer_parameters(config: TransformerConfig) -> int:
@@ -116,6 +117,8 @@ def count_transformer_parameters(config: TransformerConfig) -> int:
       (the sinusoidal table is a buffer, not a parameter), the generator ``D V + V`` (only the
       bias ``V`` when its matrix is tied to the target embedding).
     """
+    if not isinstance(config, TransformerConfig):
+        raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
     c, D = config, config.d_model
     attention = 4 * (D * D + D)
     ffn = D * c.d_ff + c.d_ff + c.d_ff * D + D
@@ -126,16 +129,6 @@ def count_transformer_parameters(config: TransformerConfig) -> int:
     positions = 2 * c.max_len * D if c.positional == "learned" else 0
     generator = (0 if c.tie_weights else D * c.tgt_vocab_size) + c.tgt_vocab_size
     return embeddings + positions + encoder + decoder + generator
-
-
-def decoder_self_mask(tgt: torch.Tensor, pad_id: int, past: int = 0) -> torch.Tensor:
-    """Bool ``(B, 1, T, past + T)`` mask for the decoder's self-attention (True = may attend):
-    causal (query t sees keys up to ``past + t``) and no target padding among the new keys."""
-    T = tgt.shape[1]
-    causal = torch.ones(T, past + T, dtype=torch.bool, device=tgt.device).tril(diagonal=past)  # (T, past+T)
-    if past:
-        return causal[None, None]                                   # cached keys hold no padding
-    return causal & padding_mask(tgt, pad_id)                       # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
 
 
 class Transformer(nn.Module):
@@ -158,10 +151,8 @@ class Transformer(nn.Module):
         self.tgt_embed = self.src_embed if c.share_embeddings else TokenEmbedding(c.tgt_vocab_size, c.d_model)
         self.src_pos = _positions(c)
         self.tgt_pos = self.src_pos if c.positional == "sinusoidal" else _positions(c)
-        layer_args = dict(d_model=c.d_model, num_heads=c.num_heads, d_ff=c.d_ff, dropout=c.dropout,
-                          norm_first=c.norm_first, activation=c.activation, layer_norm_eps=c.layer_norm_eps)
-        self.encoder = Encoder(c.encoder_layers, **layer_args)
-        self.decoder = Decoder(c.decoder_layers, **layer_args)
+        self.encoder = Encoder(c.encoder_layers, c.layer)
+        self.decoder = Decoder(c.decoder_layers, c.layer)
         self.generator = nn.Linear(c.d_model, c.tgt_vocab_size)
         self._init_weights()
         if c.tie_weights:
@@ -181,15 +172,19 @@ class Transformer(nn.Module):
         return self.encoder(self.src_pos(self.src_embed(src)), src_mask)         # (B, S) -> (B, S, D)
 
     def decode(self, tgt: torch.Tensor, memory: torch.Tensor, tgt_mask: torch.Tensor | None = None,
-               memory_mask: torch.Tensor | None = None, cache: list[LayerCache] | None = None) -> torch.Tensor:
+               memory_mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
         """Target ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``.
 
         ``tgt_mask`` defaults to causal & target padding; pass the source padding mask as
-        ``memory_mask``. With a ``cache`` (see :meth:`new_cache`), ``tgt`` holds only the new
-        tokens: their positions continue after the cached ones.
+        ``memory_mask``. With lesson 11's key/value ``cache`` (``kv_cache.new_cache(model)``),
+        ``tgt`` holds only the new tokens: their positions continue after the ``len(cache)`` cached ones.
         """
         check_tensor("tgt", tgt, ndim=2, floating=False)
-        past = cache_length(cache)
+        check_hidden("memory", memory, self.config.d_model, self.generator.weight, "the decoder", length="S")
+        if memory.shape[0] != tgt.shape[0]:
+            raise ValueError(f"the batch number of tgt and memory must be equal, got tgt {tuple(tgt.shape)} and "
+                             f"memory {tuple(memory.shape)}: each target sequence is decoded from its own source")
+        past = 0 if cache is None else len(cache)
         if tgt_mask is None:
             tgt_mask = decoder_self_mask(tgt, self.config.pad_id, past)
         x = self.tgt_pos(self.tgt_embed(tgt), offset=past)                       # (B, T) -> (B, T, D)
@@ -197,16 +192,17 @@ class Transformer(nn.Module):
 
     def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, T, V)`` for every position of the decoder input ``tgt``."""
-        src_mask = padding_mask(check_tensor("src", src, ndim=2, floating=False), self.config.pad_id)
+        check_tensor("src", src, ndim=2, floating=False)
+        check_tensor("tgt", tgt, ndim=2, floating=False)
+        if src.shape[0] != tgt.shape[0]:
+            raise ValueError(f"the batch number of src and tgt must be equal, got src {tuple(src.shape)} and "
+                             f"tgt {tuple(tgt.shape)}: row b of tgt is the target of row b of src")
+        src_mask = padding_mask(src, self.config.pad_id)
         memory = self.encode(src, src_mask)
         return self.generator(self.decode(tgt, memory, memory_mask=src_mask))   # (B, T, D) -> (B, T, V)
 
-    def new_cache(self) -> list[LayerCache]:
-        """An empty key/value cache for incremental decoding with :meth:`decode`."""
-        return new_cache(len(self.decoder.layers), cross=True)
-
     def attention_weights(self) -> dict[str, list[torch.Tensor | None]]:
-        """Every head's weights from the last eval-mode forward pass:
+        """Every head's weights from the last forward pass:
         ``{"encoder": [(B, H, S, S)] * N, "decoder": [(B, H, T, T)] * N, "cross": [(B, H, T, S)] * N}``."""
         dec = self.decoder.attention_weights()
         return {"encoder": self.encoder.attention_weights(), "decoder": dec["self"], "cross": dec["cross"]}
@@ -221,3 +217,23 @@ class Transformer(nn.Module):
                 f"d_ff={c.d_ff}, norm_first={c.norm_first}, positional={c.positional!r}, "
                 f"tie_weights={c.tie_weights}, share_embeddings={c.share_embeddings}, "
                 f"parameters={self.num_parameters():,}")
+
+
+def encode_source(model: Transformer, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Source ids ``(B, S)`` -> memory ``(B, S, D)``, assembled from the model's parts (lesson 07's
+    exercise): embed (x sqrt(D)), add positions, run the encoder. ``src_mask`` defaults to the source
+    padding mask (True = may attend). Equal to ``model.encode(src, src_mask)``."""
+    if src_mask is None:
+        src_mask = padding_mask(src, model.config.pad_id)              # (B, S) -> (B, 1, 1, S)
+    x = model.src_pos(model.src_embed(src))                             # (B, S) -> (B, S, D)
+    return model.encoder(x, src_mask)                                   # (B, S, D)
+
+
+def decode_target(model: Transformer, tgt: torch.Tensor, memory: torch.Tensor,
+                  memory_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Decoder input ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``, assembled
+    from the model's parts (lesson 07's exercise): the causal & target-padding mask built here,
+    ``memory_mask`` (the source padding) passed on. Equal to ``model.decode(tgt, memory, memory_mask=...)``."""
+    tgt_mask = decoder_self_mask(tgt, model.config.pad_id)      # causal & target padding: (B, T) -> (B, 1, T, T)
+    x = model.tgt_pos(model.tgt_embed(tgt))                      # (B, T) -> (B, T, D)
+    return model.decoder(x, memory, tgt_mask, memory_mask)       # (B, T, D)

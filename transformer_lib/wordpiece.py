@@ -35,6 +35,8 @@ from typing import Iterable, Mapping, Sequence
 
 import torch
 
+from .validation import check_flag, check_int, check_path, check_sequence, check_token_ids, is_int
+
 __all__ = ["WordPieceTokenizer", "wordpiece_word", "basic_tokenize", "strip_accents", "is_punctuation",
            "load_vocab", "text_list", "MAX_CHARS_PER_WORD"]
 
@@ -44,13 +46,18 @@ MAX_CHARS_PER_WORD = 100
 
 def load_vocab(path: str | Path) -> dict[str, int]:
     """``{token: id}`` from a ``vocab.txt`` with one token per line; the id is the line number."""
+    path = check_path("path", path)
     vocab: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f):
-            token = line.rstrip("\n")
-            if token in vocab:
-                raise ValueError(f"{path}: token {token!r} appears twice (lines {vocab[token] + 1} and {i + 1})")
-            vocab[token] = i
+        try:
+            lines = list(f)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path} is not a vocab.txt (UTF-8 text, one token per line): {e}") from None
+    for i, line in enumerate(lines):
+        token = line.rstrip("\n")
+        if token in vocab:
+            raise ValueError(f"{path}: token {token!r} appears twice (lines {vocab[token] + 1} and {i + 1})")
+        vocab[token] = i
     if not vocab:
         raise ValueError(f"{path} holds no tokens")
     return vocab
@@ -116,6 +123,9 @@ def basic_tokenize(text: str, lower_case: bool = True) -> list[str]:
         >>> basic_tokenize("Héllo,  WORLD!")
         ['hello', ',', 'world', '!']
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    check_flag("lower_case", lower_case)
     words = []
     for chunk in _normalize(text, lower_case).split():
         word = []
@@ -163,6 +173,10 @@ def wordpiece_word(word: str, vocab: Mapping[str, int] | set[str], unk_token: st
     Returns:
         The pieces, e.g. ``["una", "##ffa", "##ble"]``, or ``[unk_token]``.
     """
+    if not isinstance(word, str):
+        raise TypeError(f"word must be a str, got {type(word).__name__}")
+    if not isinstance(vocab, (Mapping, set, frozenset)):
+        raise TypeError(f"vocab must be a {{token: id}} dict or a set of tokens, got {type(vocab).__name__}")
     if len(word) > max_chars:
         return [unk_token]
     pieces, start = [], 0
@@ -201,14 +215,18 @@ class WordPieceTokenizer:
             raise TypeError("vocab must be a {token: id} dict or a list of tokens; "
                             "use WordPieceTokenizer.from_file(path) to read a vocab.txt")
         if not isinstance(vocab, Mapping):
-            vocab = {t: i for i, t in enumerate(vocab)}
+            vocab = {t: i for i, t in enumerate(check_sequence("vocab", vocab, str, "tokens (str)"))}
         missing = [t for t in self.special_tokens if t not in vocab]
         if missing:
             raise ValueError(f"the vocabulary lacks the special tokens {missing}")
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2:
-            raise ValueError(f"max_len must be an int >= 2 (room for [CLS] and [SEP]), got {max_len!r}")
+        check_int("max_len", max_len, minimum=2, hint="room for [CLS] and [SEP]")
+        check_flag("lower_case", lower_case)
         self.vocab: dict[str, int] = dict(vocab)
         self.id_to_token: dict[int, str] = {i: t for t, i in self.vocab.items()}
+        bad = [i for i in self.id_to_token if not is_int(i) or i < 0]
+        if bad:
+            raise ValueError(f"vocabulary ids must be ints >= 0, got {bad[0]!r}")
+        self._id_bound = max(self.id_to_token) + 1
         self.max_len = max_len
         self.lower_case = bool(lower_case)
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (self.vocab[t] for t in self.special_tokens)
@@ -248,18 +266,22 @@ class WordPieceTokenizer:
 
     def encode(self, text: str, max_len: int | None = None) -> list[int]:
         """``[CLS] tokens [SEP]`` as ids, truncated to ``max_len`` (default: the model's limit)."""
-        limit = self.max_len if max_len is None else max_len
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
-            raise ValueError(f"max_len must be an int >= 2, got {limit!r}")
+        limit = self.max_len if max_len is None else check_int("max_len", max_len, minimum=2,
+                                                                 hint="room for [CLS] and [SEP]")
         ids = [self.vocab[t] for t in self.tokenize(text)][: limit - 2]
         return [self.cls_id] + ids + [self.sep_id]
 
     def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
         """Ids (a list or a 1-D tensor) -> their tokens."""
-        return [self.id_to_token[int(i)] for i in ids]
+        ids = check_token_ids(ids, self._id_bound)
+        missing = [i for i in ids if i not in self.id_to_token]
+        if missing:
+            raise ValueError(f"id {missing[0]} is not in the vocabulary (it has no token with that id)")
+        return [self.id_to_token[i] for i in ids]
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """Ids -> text, gluing ``##`` pieces to the piece before (lower-cased, accents gone)."""
+        check_flag("skip_special_tokens", skip_special_tokens)
         words: list[str] = []
         for token in self.convert_ids_to_tokens(ids):
             if skip_special_tokens and token in self.special_tokens:

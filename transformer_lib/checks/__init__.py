@@ -4,7 +4,7 @@ Each check runs the learner's function on several cases (odd sizes, masks, a bat
 compares with the reference. See :mod:`transformer_lib.checks._core` for what a check prints,
 returns and raises. One module per lesson topic; everything is re-exported here.
 """
-from ._core import CheckFailed  # noqa: F401
+from ._core import CheckFailed, is_reference, yours  # noqa: F401
 from .start_here import *  # noqa: F401,F403
 from .embeddings import *  # noqa: F401,F403
 from .positional import *  # noqa: F401,F403
@@ -19,3 +19,4 @@ from .bert import *  # noqa: F401,F403
 from .gpt import *  # noqa: F401,F403
 from .text_to_text import *  # noqa: F401,F403
 from .pretrained import *  # noqa: F401,F403
+from .scaling import *  # noqa: F401,F403

@@ -4,42 +4,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..decoder import DecoderLayer, leaks_future
+from ..decoder import DecoderLayer, decoder_layer_forward, leaks_future
 from ..masks import causal_mask, padding_mask
-from ._core import call, exercise, expect_close, fail
-from .encoder import _forbid_calling, _random_norms
+from ._core import call, exercise, fail
+from .encoder import _random_norms, check_layer_output
 
 __all__ = ["check_decoder_layer_forward", "check_leaks_future"]
 
 
 # --------------------------------------------------------------------------- decoder layer
-def decoder_layer_forward(layer: DecoderLayer, x: torch.Tensor, memory: torch.Tensor,
-                          tgt_mask: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The forward pass of a :class:`DecoderLayer` (with cross-attention), written out.
-
-    post-LN: ``x = norm1(x + SelfAttn(x)); x = norm2(x + CrossAttn(x, memory)); x = norm3(x + FFN(x))``;
-    pre-LN:  ``x = x + SelfAttn(norm1(x)); x = x + CrossAttn(norm2(x), memory); x = x + FFN(norm3(x))``.
-    """
-    def self_attention(h):
-        out, _ = layer.self_attn(h, h, h, mask=tgt_mask)              # queries, keys, values: the target
-        return layer.dropout1(out)
-
-    def cross_attention(h):
-        out, _ = layer.cross_attn(h, memory, memory, mask=memory_mask)  # queries: target; keys, values: memory
-        return layer.dropout2(out)
-
-    def ffn(h):
-        return layer.dropout3(layer.feed_forward(h))
-
-    if layer.norm_first:
-        x = x + self_attention(layer.norm1(x))
-        x = x + cross_attention(layer.norm2(x))
-        return x + ffn(layer.norm3(x))
-    x = layer.norm1(x + self_attention(x))
-    x = layer.norm2(x + cross_attention(x))
-    return layer.norm3(x + ffn(x))
-
-
 def _decoder_mistakes(layer: DecoderLayer, x, memory, tgt_mask, memory_mask):
     n1, n2, n3, ff = layer.norm1, layer.norm2, layer.norm3, layer.feed_forward
     sa = lambda h, m=tgt_mask: layer.self_attn(h, h, h, mask=m)[0]
@@ -102,6 +75,25 @@ def _decoder_mistakes(layer: DecoderLayer, x, memory, tgt_mask, memory_mask):
     return {k: v for k, v in mistakes.items() if v is not None}
 
 
+_DECODER_PARTS = ["norm1", "self_attn", "norm2", "cross_attn", "norm3", "feed_forward"]
+_DECODER_EXPECT = {
+    False: ({"self_attn": "the layer's input x as query, key and value, and mask=tgt_mask (causal)",
+             "norm1": "the residual sum x + self_attn(x, x, x, mask=tgt_mask)[0]",
+             "cross_attn": "h = norm1(...) as query, the encoder's memory as key and value, and mask=memory_mask",
+             "norm2": "the residual sum h + cross_attn(h, memory, memory, mask=memory_mask)[0]",
+             "feed_forward": "h = norm2(...)",
+             "norm3": "the residual sum h + feed_forward(h)"},
+            "the output of a post-LN layer is norm3(h + feed_forward(h))"),
+    True: ({"norm1": "the layer's input x",
+            "self_attn": "h = norm1(x) as query, key and value, and mask=tgt_mask (causal)",
+            "norm2": "the un-normalised residual sum x + self_attn(h, h, h, mask=tgt_mask)[0]",
+            "cross_attn": "norm2(x) as query, the encoder's memory as key and value, and mask=memory_mask",
+            "norm3": "the un-normalised residual sum x + cross_attn(...)[0]",
+            "feed_forward": "norm3 of that residual sum"},
+           "the output of a pre-LN layer is the residual sum x + feed_forward(norm3(x)), with no norm after it"),
+}
+
+
 @exercise(reference=decoder_layer_forward)
 def check_decoder_layer_forward(fn):
     g = torch.Generator().manual_seed(3)
@@ -120,14 +112,16 @@ def check_decoder_layer_forward(fn):
                     src_ids[0, S - 2:] = 0
                 tgt_mask = causal_mask(T) & padding_mask(tgt_ids, 0)        # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
                 cases.append((layer, x, memory, tgt_mask, padding_mask(src_ids, 0), norm_first))
-    with torch.no_grad():
-        for layer, x, memory, tgt_mask, memory_mask, norm_first in cases:
-            case = (f"a {'pre' if norm_first else 'post'}-LN layer, x {tuple(x.shape)}, memory {tuple(memory.shape)}, "
-                    f"causal and padding masks")
-            with _forbid_calling(layer, "layer(x, memory, ...)"):
-                got = call(fn, layer, x.clone(), memory.clone(), tgt_mask, memory_mask, case=case)
-            expect_close(got, decoder_layer_forward(layer, x, memory, tgt_mask, memory_mask), f"the output for {case}",
-                         mistakes=_decoder_mistakes(layer, x, memory, tgt_mask, memory_mask), atol=1e-5)
+    for layer, x, memory, tgt_mask, memory_mask, norm_first in cases:
+        case = (f"a {'pre' if norm_first else 'post'}-LN layer, x {tuple(x.shape)}, memory {tuple(memory.shape)}, "
+                f"tgt_mask {tuple(tgt_mask.shape)} (causal and padding), memory_mask {tuple(memory_mask.shape)}")
+        expect, last_step = _DECODER_EXPECT[norm_first]
+        check_layer_output(fn, layer, (x, memory, tgt_mask, memory_mask), reference=decoder_layer_forward,
+                           parts=_DECODER_PARTS, expect=expect, last_step=last_step,
+                           masks={"memory_mask (the source padding mask)": memory_mask,
+                                  "tgt_mask (the causal mask)": tgt_mask},
+                           mistakes=lambda: _decoder_mistakes(layer, x, memory, tgt_mask, memory_mask), case=case,
+                           calling="layer(x, memory, ...)")
     return len(cases)
 
 
@@ -149,8 +143,12 @@ def _leak_cases(T: int, D: int) -> list[tuple[str, object, bool]]:
         torch.manual_seed(4)
         post = DecoderLayer(D, 2, 16, cross_attention=False).eval()
         pre = DecoderLayer(D, 2, 16, norm_first=True, cross_attention=False).eval()
-    one_step = causal_mask(T).clone()
-    one_step[0, 1] = True                                             # position 0 may also see position 1
+
+    def leaking(query: int, key: int) -> torch.Tensor:
+        mask = causal_mask(T).clone()
+        mask[query, key] = True                                        # position `query` may also see `key`
+        return mask
+
     w = torch.linspace(-1, 1, D)
     return [
         ("a decoder layer with its causal mask", _Masked(post, causal_mask(T)), False),
@@ -160,38 +158,50 @@ def _leak_cases(T: int, D: int) -> list[tuple[str, object, bool]]:
         ("a function that looks only at the past (out[t] = x[t] + x[t-1])",
          lambda x: x + torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1), False),
         ("a pre-LN decoder layer without a mask", _Masked(pre, None), True),
-        ("a layer whose only leak is position 0 seeing position 1", _Masked(post, one_step), True),
+        (f"a layer whose only leak is position {T - 2} seeing position {T - 1} (the last two positions)",
+         _Masked(post, leaking(T - 2, T - 1)), True),
+        (f"a layer whose only leak is position 2 seeing position 4", _Masked(post, leaking(2, 4)), True),
+        ("a layer whose only leak is position 0 seeing position 1", _Masked(post, leaking(0, 1)), True),
         ("a layer with a small leak (outputs change by about 1e-3)",
          lambda x: post(x, None, causal_mask(T)) + 1e-3 * x.roll(-1, dims=1), True),
     ]
 
 
-_LEAK_DIAGNOSES = {
-    "a decoder layer with its causal mask":
-        "it reports a leak for a decoder layer that has its causal mask: when you change the inputs after "
-        "position t, compare only the outputs at positions 0..t (the outputs at the changed positions may change)",
-    "a position-wise function (every token on its own)":
-        "it reports a leak for a position-wise function, where no token sees any other: compare only the outputs "
-        "*before* the positions you changed",
-    "a pre-LN decoder layer with its causal mask":
-        "it reports a leak for a causal pre-LN layer: compare only the outputs at positions 0..t after changing "
-        "the inputs after t",
-    "a function that looks only at the past (out[t] = x[t] + x[t-1])":
-        "it reports a leak for a function that only looks at the past: the *later* outputs may depend on earlier "
-        "inputs; a leak is an *earlier* output depending on a *later* input",
-    "a decoder layer without a mask":
-        "it misses the leak of a decoder layer without a causal mask: change the inputs after position t and "
-        "check whether the outputs at positions 0..t change",
-    "a pre-LN decoder layer without a mask":
-        "it misses the leak of a pre-LN layer without a mask: a LayerNorm removes a constant added to every "
-        "feature, so change the later tokens to *random* values (torch.randn_like), not x + 1",
-    "a layer whose only leak is position 0 seeing position 1":
-        "it misses a leak from position 1 to position 0 only: changing the last token is not enough, test every "
-        "position t (change everything after t, compare the outputs up to t)",
-    "a layer with a small leak (outputs change by about 1e-3)":
-        "it misses a small leak (outputs change by about 1e-3): compare with a tight tolerance, e.g. "
-        "torch.allclose(a, b, atol=1e-6), or exactly with torch.equal",
-}
+def _leak_diagnosis(description: str, T: int) -> str:
+    diagnoses = {
+        "a decoder layer with its causal mask":
+            "it reports a leak for a decoder layer that has its causal mask: when you change the inputs after "
+            "position t, compare only the outputs at positions 0..t (the outputs at the changed positions may change)",
+        "a position-wise function (every token on its own)":
+            "it reports a leak for a position-wise function, where no token sees any other: compare only the "
+            "outputs *before* the positions you changed",
+        "a pre-LN decoder layer with its causal mask":
+            "it reports a leak for a causal pre-LN layer: compare only the outputs at positions 0..t after "
+            "changing the inputs after t",
+        "a function that looks only at the past (out[t] = x[t] + x[t-1])":
+            "it reports a leak for a function that only looks at the past: the *later* outputs may depend on "
+            "earlier inputs; a leak is an *earlier* output depending on a *later* input",
+        "a decoder layer without a mask":
+            "it misses the leak of a decoder layer without a causal mask: change the inputs after position t and "
+            "check whether the outputs at positions 0..t change",
+        "a pre-LN decoder layer without a mask":
+            "it misses the leak of a pre-LN layer without a mask: a LayerNorm removes a constant added to every "
+            "feature, so change the later tokens to *random* values (torch.randn_like), not x + 1",
+        f"a layer whose only leak is position {T - 2} seeing position {T - 1} (the last two positions)":
+            f"it misses a leak from position {T - 1} into position {T - 2}, the last pair: test every split point "
+            f"t = 0 .. T - 2 (for t in range(T - 1), not one step fewer), and compare *all* outputs 0..t, not "
+            f"only position 0",
+        "a layer whose only leak is position 2 seeing position 4":
+            "it misses a leak from position 4 into position 2: for every t, change *all* inputs after t (not only "
+            "position t + 1) and compare *all* outputs 0..t (not only position t or position 0)",
+        "a layer whose only leak is position 0 seeing position 1":
+            "it misses a leak from position 1 to position 0 only: changing the last token is not enough, test "
+            "every position t (change everything after t, compare the outputs up to t)",
+        "a layer with a small leak (outputs change by about 1e-3)":
+            "it misses a small leak (outputs change by about 1e-3): compare with a tight tolerance, e.g. "
+            "torch.allclose(a, b, atol=1e-6), or exactly with torch.equal",
+    }
+    return diagnoses[description]
 
 
 @exercise(reference=leaks_future)
@@ -202,15 +212,13 @@ def check_leaks_future(fn):
     cases = _leak_cases(T, D)
     with torch.no_grad():
         for description, f, leaks in cases:
-            before = x.clone()
             got = call(fn, f, x, case=description)
-            if not torch.equal(x, before):
-                fail("it changes x in place: work on a copy, x.clone()")
             if (isinstance(got, torch.Tensor) and got.numel() == 1 and got.dtype == torch.bool) \
                     or type(got).__name__ == "bool_":                    # a 0-d bool tensor or numpy.bool_
                 got = bool(got)
             if not isinstance(got, bool):
-                fail(f"it should return True (the function leaks) or False (it does not), got {got!r}")
+                fail(f"it should return True (the function leaks) or False (it does not), got {got!r} for "
+                     f"{description}")
             if got != leaks:
-                fail(_LEAK_DIAGNOSES[description])
+                fail(f"for {description} it returned {got}: {_leak_diagnosis(description, T)}")
     return len(cases)

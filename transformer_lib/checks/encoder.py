@@ -1,16 +1,22 @@
-"""Checks for lesson 05's exercises: LayerNorm, the feed-forward network, the encoder layer."""
+"""Checks for lesson 05's exercises: LayerNorm, the feed-forward network, the encoder layer.
+
+The layer checks watch the layer's parts while the learner's forward pass runs: when the result
+is wrong and no typical mistake matches, the message names the first part (``layer.norm2``...)
+that got a different input than in the reference, where, and what it should get.
+"""
 from __future__ import annotations
 
-import contextlib
+from typing import Callable
 
 import torch
 from torch import nn
 
-from ..encoder import EncoderLayer
+from ..encoder import EncoderLayer, encoder_layer_forward
 from ..feed_forward import feed_forward
 from ..layer_norm import layer_norm
 from ..masks import padding_mask
-from ._core import call, exercise, expect_close, fail
+from ._core import call, call_diagnosing, close, diagnose, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_layer_norm", "check_feed_forward", "check_encoder_layer_forward"]
 
@@ -25,16 +31,20 @@ def _normalise(x, dim, unbiased=False):
 @exercise(reference=layer_norm)
 def check_layer_norm(fn):
     g = torch.Generator().manual_seed(0)
-    # (shape, eps): small D makes D vs D - 1 visible, a large eps makes "eps outside the root" visible
-    cases = [((2, 5, 12), 1e-5), ((7, 3), 0.5), ((1, 4, 5), 0.1), ((3, 1, 9), 1e-5)]
+    # (shape, eps, scale of x): small D makes D vs D - 1 visible, a large eps makes "eps outside the
+    # root" visible, and a tiny variance with a large eps tells an ignored eps (a fixed 1e-5) from a
+    # missing one
+    cases = [((2, 5, 12), 1e-5, 3.0), ((4, 6), 0.5, 1e-3), ((7, 3), 0.5, 3.0), ((1, 4, 5), 0.1, 3.0),
+             ((3, 1, 9), 1e-5, 3.0)]
     n = 0
-    for shape, eps in cases:
-        x = torch.randn(shape, generator=g) * 3.0 + 2.0
+    for shape, eps, scale in cases:
+        x = torch.randn(shape, generator=g) * scale + 2.0
         D = shape[-1]
         gamma = torch.rand(D, generator=g) + 0.5
         beta = torch.randn(D, generator=g)
-        case = f"x of shape {shape}, eps={eps}"
-        got = call(fn, x.clone(), gamma.clone(), beta.clone(), eps, case=case)
+        spread = "" if scale >= 1 else f" (a tiny spread, variance about {scale ** 2:.0e})"
+        case = f"x of shape {shape}{spread}, eps={eps}"
+        got = call(fn, x, gamma, beta, eps, case=case)
         mean, var = _normalise(x, -1)
         _, var_unbiased = _normalise(x, -1, unbiased=True)
         mistakes = {
@@ -43,6 +53,9 @@ def check_layer_norm(fn):
                 gamma * (x - mean) / torch.sqrt(var_unbiased + eps) + beta,
             "eps is added outside the square root: divide by torch.sqrt(var + eps), not by std + eps":
                 gamma * (x - mean) / (torch.sqrt(var) + eps) + beta,
+            f"the eps argument is ignored (a fixed 1e-5 is used): with eps={eps} divide by "
+            f"torch.sqrt(var + eps), using the eps that is passed in":
+                gamma * (x - mean) / torch.sqrt(var + 1e-5) + beta,
             "eps is missing: divide by torch.sqrt(var + eps); eps keeps a token whose features are all "
             "equal from giving NaN": gamma * (x - mean) / torch.sqrt(var) + beta,
             "gamma and beta are not applied: return gamma * x_hat + beta":
@@ -52,6 +65,8 @@ def check_layer_norm(fn):
             "it divides by the variance instead of the standard deviation: take the square root":
                 gamma * (x - mean) / (var + eps) + beta,
         }
+        if eps == 1e-5:                       # an ignored eps is right here
+            mistakes = {k: v for k, v in mistakes.items() if "ignored" not in k}
         axes = [((0,), "the first (batch) axis"), (tuple(range(x.dim())), "the whole tensor")]
         if x.dim() >= 3:
             axes.append(((-2,), "the sequence axis (dim=-2)"))
@@ -66,7 +81,7 @@ def check_layer_norm(fn):
     # a constant token (variance 0) must give beta, not NaN: eps keeps the division finite
     x = torch.full((2, 3, 4), 1.5)
     gamma, beta = torch.ones(4), torch.linspace(-1, 1, 4)
-    got = call(fn, x.clone(), gamma, beta, 1e-5, case="a constant input (variance 0)")
+    got = call(fn, x, gamma, beta, 1e-5, case="a constant input (variance 0)")
     if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
         fail("a token whose features are all equal (variance 0) gives NaN or inf: "
              "add eps to the variance inside the square root, torch.sqrt(var + eps)")
@@ -85,8 +100,12 @@ def check_feed_forward(fn):
         x = torch.randn(shape, generator=g)
         w_1, b_1 = torch.randn(D, d_ff, generator=g) / D ** 0.5, torch.randn(d_ff, generator=g)
         w_2, b_2 = torch.randn(d_ff, D, generator=g) / d_ff ** 0.5, torch.randn(D, generator=g)
-        case = f"x of shape {shape}, d_ff={d_ff}"
-        got = call(fn, x.clone(), w_1, b_1, w_2, b_2, case=case)
+        case = f"x of shape {shape}, w_1 ({D}, {d_ff}), w_2 ({d_ff}, {D})"
+        got = call_diagnosing(fn, x, w_1, b_1, w_2, b_2, case=case, raising={
+            "F.linear(x, w) computes x @ w.T, for nn.Linear's (out, in) weights; here the weights are in the "
+            "paper's orientation, w_1 (d_model, d_ff) and w_2 (d_ff, d_model): write x @ w_1 + b_1":
+                lambda x, w_1, b_1, w_2, b_2: torch.nn.functional.linear(x, w_1, b_1),
+        })
         h = x @ w_1 + b_1
         expect_close(got, feed_forward(x, w_1, b_1, w_2, b_2), f"feed_forward({case})", mistakes={
             "the activation is missing: apply ReLU to the hidden layer, relu(x @ w_1 + b_1) @ w_2 + b_2":
@@ -105,31 +124,13 @@ def check_feed_forward(fn):
                 relu(h) @ w_2,
             "it uses GELU: the paper's feed-forward network uses ReLU":
                 torch.nn.functional.gelu(h) @ w_2 + b_2,
+            "b_1 is added after the activation: the hidden layer is relu(x @ w_1 + b_1), bias inside":
+                (relu(x @ w_1) + b_1) @ w_2 + b_2,
         }, hint="FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, with vectors as rows.")
     return len(cases)
 
 
-# --------------------------------------------------------------------------- encoder layer
-def encoder_layer_forward(layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The forward pass of an :class:`EncoderLayer`, written out from its parts.
-
-    post-LN (``layer.norm_first`` False): ``x = norm1(x + SelfAttn(x)); x = norm2(x + FFN(x))``;
-    pre-LN (True): ``x = x + SelfAttn(norm1(x)); x = x + FFN(norm2(x))``.
-    """
-    def self_attention(h):
-        out, _ = layer.self_attn(h, h, h, mask=mask)       # (B, T, D), weights (B, H, T, T)
-        return layer.dropout1(out)
-
-    def ffn(h):
-        return layer.dropout2(layer.feed_forward(h))
-
-    if layer.norm_first:
-        x = x + self_attention(layer.norm1(x))
-        return x + ffn(layer.norm2(x))
-    x = layer.norm1(x + self_attention(x))
-    return layer.norm2(x + ffn(x))
-
-
+# --------------------------------------------------------------------------- layers, shared with lesson 06
 def _random_norms(layer: nn.Module, g: torch.Generator) -> None:
     """Give every LayerNorm a random gamma and beta, so that each norm's place matters."""
     with torch.no_grad():
@@ -139,20 +140,45 @@ def _random_norms(layer: nn.Module, g: torch.Generator) -> None:
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g))
 
 
-@contextlib.contextmanager
-def _forbid_calling(layer: nn.Module, what: str):
-    """Fail if the learner calls ``layer(...)`` itself instead of writing its forward pass."""
-    called = []
-    handle = layer.register_forward_pre_hook(lambda module, args: called.append(True))
-    try:
-        yield
-    finally:
-        handle.remove()
-    if called:
-        fail(f"it calls {what} itself: write the forward pass from the layer's parts "
-             f"(self_attn, feed_forward, norm1, norm2 ...)")
+def check_layer_output(fn: Callable, layer: nn.Module, args: tuple, *, reference: Callable, parts: list[str],
+                       expect: dict[str, str], last_step: str, masks: dict, mistakes: Callable[[], dict],
+                       case: str, calling: str) -> None:
+    """Run ``fn(layer, *args)`` and compare it with ``reference(layer, *args)``.
+
+    While the learner's forward pass runs, the layer's ``parts`` are watched: an error, or a
+    wrong result that no typical mistake (``mistakes()``) explains, is explained by the first part
+    that got a different input than in the reference (``expect`` says in words what each part
+    should get; ``last_step`` what the output is). Calling the layer itself (``layer(...)`` or
+    ``layer.forward(...)``) fails.
+    """
+    __tracebackhide__ = True
+    with torch.no_grad():
+        with watch_modules(layer, parts) as expected_calls:
+            expected = reference(layer, *args)
+
+        def explain(error):
+            where = compare_calls(calls, expected_calls, "layer", expect, masks, partial=True)
+            return f"before the error, the first difference from the paper's layer: {where}" if where else None
+
+        with watch_modules(layer, parts) as calls, forbid_calling(
+                layer, "forward", f"on {case} it calls {calling} (or layer.forward) itself, which is the "
+                                  f"library's answer: write the forward pass from the layer's parts "
+                                  f"({', '.join('layer.' + p for p in parts)})"):
+            got = call(fn, layer, *args, case=case, explain=explain)
+        what = f"the output for {case}"
+        expect_tensor(got, expected.shape, what)
+        if close(got, expected, atol=1e-5):
+            return
+        found = diagnose(got, mistakes(), atol=1e-5)
+        if found:
+            fail(f"{what} is wrong: {found}")
+        where = compare_calls(calls, expected_calls, "layer", expect, masks)
+        if where is None:
+            where = f"every part gets the right input, so the last step is wrong: {last_step}"
+        expect_close(got, expected, what, hint=f"Where it goes wrong: {where}")
 
 
+# --------------------------------------------------------------------------- encoder layer
 def _encoder_mistakes(layer: EncoderLayer, x, mask):
     sa = lambda h, m=mask: layer.self_attn(h, h, h, mask=m)[0]
     ff, n1, n2 = layer.feed_forward, layer.norm1, layer.norm2
@@ -207,6 +233,21 @@ def _encoder_mistakes(layer: EncoderLayer, x, mask):
     }
 
 
+_ENCODER_PARTS = ["norm1", "self_attn", "norm2", "feed_forward"]
+_ENCODER_EXPECT = {
+    False: ({"self_attn": "the layer's input x as query, key and value, and mask=mask",
+             "norm1": "the residual sum x + self_attn(x, x, x, mask=mask)[0]",
+             "feed_forward": "h = norm1(x + self_attention)",
+             "norm2": "the residual sum h + feed_forward(h)"},
+            "the output of a post-LN layer is norm2(h + feed_forward(h))"),
+    True: ({"norm1": "the layer's input x",
+            "self_attn": "h = norm1(x) as query, key and value, and mask=mask",
+            "norm2": "the un-normalised residual sum x + self_attn(h, h, h, mask=mask)[0]",
+            "feed_forward": "norm2 of that residual sum"},
+           "the output of a pre-LN layer is the residual sum x + feed_forward(norm2(x)), with no norm after it"),
+}
+
+
 @exercise(reference=encoder_layer_forward)
 def check_encoder_layer_forward(fn):
     g = torch.Generator().manual_seed(2)
@@ -222,12 +263,11 @@ def check_encoder_layer_forward(fn):
                 if pad:
                     ids[0, T - 2:] = 0
                 cases.append((layer, x, padding_mask(ids, 0) if pad else None, norm_first))
-    with torch.no_grad():
-        for layer, x, mask, norm_first in cases:
-            case = (f"a {'pre' if norm_first else 'post'}-LN layer, x of shape {tuple(x.shape)}, "
-                    f"{'a padding mask' if mask is not None else 'no mask'}")
-            with _forbid_calling(layer, "layer(x, mask)"):
-                got = call(fn, layer, x.clone(), mask, case=case)
-            expect_close(got, encoder_layer_forward(layer, x, mask), f"the output for {case}",
-                         mistakes=_encoder_mistakes(layer, x, mask), atol=1e-5)
+    for layer, x, mask, norm_first in cases:
+        case = (f"a {'pre' if norm_first else 'post'}-LN layer, x of shape {tuple(x.shape)}, "
+                f"{'a padding mask ' + str(tuple(mask.shape)) if mask is not None else 'no mask'}")
+        expect, last_step = _ENCODER_EXPECT[norm_first]
+        check_layer_output(fn, layer, (x, mask), reference=encoder_layer_forward, parts=_ENCODER_PARTS,
+                           expect=expect, last_step=last_step, masks={"mask": mask},
+                           mistakes=lambda: _encoder_mistakes(layer, x, mask), case=case, calling="layer(x, mask)")
     return len(cases)

@@ -11,23 +11,9 @@ import torch
 
 from ..multi_head_attention import MultiHeadAttention, merge_heads, multi_head_attention_forward, split_heads
 from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_split_heads", "check_merge_heads", "check_multi_head_attention_forward"]
-
-
-VIEW_HINT = ("view needs the numbers in memory order, and transpose only changes how they are read: "
-             "after a transpose use .reshape(...) (or .contiguous().view(...))")
-
-
-def _call(fn, *args, case: str, **kwargs):
-    """``call`` plus a hint for the error ``view`` raises after a transpose."""
-    __tracebackhide__ = True
-    try:
-        return call(fn, *args, case=case, **kwargs)
-    except AssertionError as e:
-        if "view size is not compatible" in str(e):
-            raise type(e)(f"{e}\n   Hint: {VIEW_HINT}") from e.__cause__
-        raise
 
 
 @exercise(reference=split_heads)
@@ -39,7 +25,7 @@ def check_split_heads(fn):
         d_k = D // H
         x = torch.randn(B, T, D, generator=g)
         case = f"x of shape ({B}, {T}, {D}) with num_heads={H}"
-        got = _call(fn, x.clone(), H, case=case)
+        got = call(fn, x, H, case=case)
         expected = split_heads(x, H)
         what = f"split_heads(x, {H}) for x of shape ({B}, {T}, {D})"
         if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, H, d_k) and T != H:
@@ -66,12 +52,17 @@ def check_merge_heads(fn):
     for B, H, T, d_k in cases:
         x = torch.randn(B, H, T, d_k, generator=g)
         case = f"x of shape ({B}, {H}, {T}, {d_k})"
-        got = _call(fn, x.clone(), case=case)
+        got = call(fn, x, case=case)
         expected = merge_heads(x)
         what = f"merge_heads(x) for x of shape ({B}, {H}, {T}, {d_k})"
         if isinstance(got, torch.Tensor) and tuple(got.shape) == (B, T, d_k) and H > 1:
-            fail(f"{what} has shape {tuple(got.shape)} = (B, T, d_k): did you sum or average the heads? "
-                 f"Concatenate them: (B, H, T, d_k) -> (B, T, H, d_k) -> (B, T, H*d_k)")
+            found = [words for words, merged in [("it sums the heads", x.sum(dim=1)),
+                                                 ("it averages the heads", x.mean(dim=1))]
+                     + [(f"it returns head {h} only", x[:, h]) for h in range(H)] if close(got, merged)]
+            what_it_did = found[0] if found else "it returns one head's size d_k"
+            fail(f"{what} has shape {tuple(got.shape)} = (B, T, d_k): {what_it_did}. The heads must be "
+                 f"concatenated, not combined: (B, H, T, d_k) -> .transpose(1, 2) -> (B, T, H, d_k) -> "
+                 f"reshape to (B, T, H*d_k) = {(B, T, H * d_k)}")
         expect_close(got, expected, what, mistakes={
             "the heads are merged without moving the head axis back (reshape of (B, H, T, d_k) straight to "
             "(B, T, D)), which mixes tokens and heads: first .transpose(1, 2) to (B, T, H, d_k), then reshape":
@@ -84,7 +75,7 @@ def check_merge_heads(fn):
         }, hint="Expected x.transpose(1, 2).reshape(B, T, H * d_k).")
     # it must undo split_heads
     y = torch.randn(2, 5, 12, generator=g)
-    back = _call(fn, split_heads(y, 3), case="split_heads(y, 3) for y of shape (2, 5, 12)")
+    back = call(fn, split_heads(y, 3), case="split_heads(y, 3) for y of shape (2, 5, 12)")
     expect_close(back, y, "merge_heads(split_heads(y, 3))", hint="merge_heads must undo split_heads.")
     return len(cases) + 1
 
@@ -95,8 +86,12 @@ def check_merge_heads(fn):
 
 def _mha(mha: MultiHeadAttention, query, key, value, mask=None, *, w_o: bool = True, invert: bool = False,
          ignore_mask: bool = False, zero_masked: bool = True, divisor: str = "d_k", merge: str = "ok", split: str = "ok",
-         value_proj: str = "w_v", key_proj: str = "w_k"):
+         value_proj: str = "w_v", key_proj: str = "w_k", inputs: str = "ok"):
     """The forward pass with a switchable mistake; returns ``(output, weights)``."""
+    if inputs == "key and value swapped":
+        key, value = value, key
+    elif inputs == "query for all":
+        key = value = query
     B, T, D = query.shape
     S, H = key.shape[1], mha.num_heads
     d_k = D // H
@@ -141,7 +136,13 @@ def _mha_mistakes(mha, query, key, value, mask):
         ("the keys are projected with w_v: use mha.w_k(key)", _mha(mha, query, key, value, mask, key_proj="w_v")),
         ("the keys and values projections are swapped: k = mha.w_k(key), v = mha.w_v(value)",
          _mha(mha, query, key, value, mask, key_proj="w_v", value_proj="w_k")),
+        ("the key and value inputs are swapped: keys come from `key` (k = mha.w_k(key)), values from `value` "
+         "(v = mha.w_v(value))", _mha(mha, query, key, value, mask, inputs="key and value swapped")),
     ]
+    if query.shape == key.shape:
+        m.append(("keys and values are computed from `query`: in cross-attention they come from `key` and "
+                  "`value` (the encoder's memory), k = mha.w_k(key), v = mha.w_v(value)",
+                  _mha(mha, query, key, value, mask, inputs="query for all")))
     if mask is not None:
         m += [("the mask is ignored: pass it on to the attention of every head",
                _mha(mha, query, key, value, mask, ignore_mask=True)),
@@ -165,20 +166,29 @@ def _mha_cases():
     B, T, S, D, H = 2, 5, 7, 12, 3
     x = torch.randn(B, T, D, generator=g)
     memory = torch.randn(B, S, D, generator=g)
+    other = torch.randn(B, T, D, generator=g)
     pad = torch.ones(B, 1, 1, S, dtype=torch.bool)
     pad[1, ..., 4:] = False
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     return [
         (f"self-attention, d_model={D}, num_heads={H}, x ({B}, {T}, {D}) with a causal mask ({T}, {T})",
          module(D, H, seed=1), (x, x, x, causal)),
-        (f"cross-attention, d_model={D}, num_heads={H}, query ({B}, {T}, {D}), key = value ({B}, {S}, {D}) "
-         f"with a padding mask {tuple(pad.shape)}", module(D, H, seed=2), (x, memory, memory, pad)),
-        ("a batch of 1 with a single query, d_model=8, num_heads=2: query (1, 1, 8), key = value (1, 7, 8)",
-         module(8, 2, seed=3), (torch.randn(1, 1, 8, generator=g),) + (torch.randn(1, 7, 8, generator=g),) * 2
-         + (None,)),
+        # key is not value, and T == S: swapped inputs or projections give wrong values, not errors
+        (f"attention with query, key and value three different tensors of shape ({B}, {T}, {D}), no mask",
+         module(D, H, seed=5), (x, other, x.flip(1) * 0.5 + 1.0, None)),
+        (f"cross-attention, d_model={D}, num_heads={H}, query ({B}, {T}, {D}), key and value two different "
+         f"({B}, {S}, {D}) tensors, with a padding mask {tuple(pad.shape)}", module(D, H, seed=2),
+         (x, memory, torch.randn(B, S, D, generator=g), pad)),
+        ("a batch of 1 with a single query, d_model=8, num_heads=2: query (1, 1, 8), key and value (1, 7, 8)",
+         module(8, 2, seed=3), (torch.randn(1, 1, 8, generator=g), torch.randn(1, 7, 8, generator=g),
+                                torch.randn(1, 7, 8, generator=g), None)),
         (f"self-attention without biases, d_model={D}, num_heads=4 (d_k=3), x ({B}, {T}, {D}), no mask",
          module(D, 4, bias=False, seed=4), (x, x, x, None)),
     ]
+
+
+_PROJECTIONS = {"w_q": "the query (B, T, D)", "w_k": "the key (B, S, D)", "w_v": "the value (B, S, D)",
+                "w_o": "the merged heads (B, T, D), merge_heads(attention output)"}
 
 
 @exercise(reference=multi_head_attention_forward)
@@ -187,8 +197,13 @@ def check_multi_head_attention_forward(fn):
     cases = _mha_cases()
     for case, mha, (query, key, value, mask) in cases:
         with torch.no_grad():
-            got = call(fn, mha, query.clone(), key.clone(), value.clone(), mask=mask, case=case)
-            exp_out, exp_w = multi_head_attention_forward(mha, query, key, value, mask=mask)
+            with watch_modules(mha, list(_PROJECTIONS)) as expected_calls:
+                exp_out, exp_w = multi_head_attention_forward(mha, query, key, value, mask=mask)
+            with watch_modules(mha, list(_PROJECTIONS)) as calls, forbid_calling(
+                    mha, "forward", f"on {case} it calls mha(...) (or mha.forward) itself, which is the library's "
+                                    f"answer: write the forward pass from mha.w_q, mha.w_k, mha.w_v, mha.w_o, "
+                                    f"split_heads, scaled_dot_product_attention and merge_heads"):
+                got = call(fn, mha, query, key, value, mask=mask, case=case)
             if not isinstance(got, (tuple, list)) or len(got) != 2:
                 fail(f"on {case} your function should return a pair (output, weights), got {describe(got)}")
             out, w = got
@@ -208,8 +223,10 @@ def check_multi_head_attention_forward(fn):
             for message, (m_out, m_w) in mistakes:
                 if close(out, m_out) and close(w, m_w):
                     fail(f"on {case}: {message}")
+            where = compare_calls(calls, expected_calls, "mha", expect=_PROJECTIONS)
+            hint = f"First difference in how the projections are used: {where}" if where else ""
             expect_close(w, exp_w, f"on {case} the weight tensor", mistakes={msg: mw for msg, (_, mw) in mistakes},
-                         hint="Expected scaled_dot_product_attention(q, k, v, mask) of the split projections.")
+                         hint=hint or "Expected scaled_dot_product_attention(q, k, v, mask) of the split projections.")
             expect_close(out, exp_out, f"on {case} the output", mistakes={msg: mo for msg, (mo, _) in mistakes},
-                         hint="Expected mha.w_o(merge_heads(output of the attention)).")
+                         hint=hint or "Expected mha.w_o(merge_heads(output of the attention)).")
     return len(cases)

@@ -7,8 +7,7 @@ from typing import Callable
 import torch
 
 from ..positional import rotation_for_offset, sinusoidal_positional_encoding
-from ._core import CheckFailed, call, close, exercise, expect_close, expect_tensor, fail
-from .start_here import expect_result
+from ._core import CheckFailed, call, close, exercise, expect_close, expect_result, expect_tensor, fail, reword
 
 __all__ = ["check_sinusoidal_positional_encoding", "check_rotation_for_offset"]
 
@@ -71,12 +70,12 @@ def check_sinusoidal_positional_encoding(fn):
         try:
             got = call(fn, L, D, case=case)
         except CheckFailed as e:
-            if D % 2 and e.__cause__ is not None:
-                raise CheckFailed(
-                    f"your function works for even d_model but raised {type(e.__cause__).__name__} for the "
-                    f"odd d_model={D} ({e.__cause__}). With an odd d_model there are {(D + 1) // 2} sine columns "
-                    f"(0, 2, ...) but only {D // 2} cosine columns: use angle[:, :d_model // 2] for the "
-                    f"cosines") from e.__cause__
+            error = e.learner_error
+            if D % 2 and error is not None:
+                raise reword(e, f"your function works for even d_model but raised {type(error).__name__} for the "
+                                f"odd d_model={D} ({error}). With an odd d_model there are {(D + 1) // 2} sine "
+                                f"columns (0, 2, ...) but only {D // 2} cosine columns: use angle[:, :d_model // 2] "
+                                f"for the cosines") from None
             raise
         what = f"the table for {case}"
         expect_result(got, what)

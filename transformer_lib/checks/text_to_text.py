@@ -69,16 +69,18 @@ def check_make_example(fn):
         if (source, target) != want:
             why = _diagnose(task, value, source, target)
             fail(f"on {case} expected {want!r}, got {(source, target)!r}" + (f": {why}" if why else ""))
+    case = "the unknown task 'copy'"
     try:
-        fn("copy", "abc")
-    except ValueError:
-        pass
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as e:  # noqa: BLE001
-        fail(f"an unknown task should raise ValueError, got {type(e).__name__}: {e}")
+        got = call(fn, "copy", "abc", case=case)
+    except CheckFailed as e:
+        error = e.learner_error
+        if error is None:
+            raise
+        if not isinstance(error, ValueError):
+            fail(f"an unknown task should raise ValueError naming the tasks, got {type(error).__name__}: {error}",
+                 error)
     else:
-        fail("make_example('copy', 'abc') returned a value: an unknown task should raise ValueError naming the tasks")
+        fail(f"make_example('copy', 'abc') returned {got!r}: an unknown task should raise ValueError naming the tasks")
     return len(_CASES) + 1
 
 
@@ -94,9 +96,9 @@ def _rope_rotate_half(x, base=10000.0):
     return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
-def _rope_variant(x, sign=1.0, offset=0, exponent=2.0):
+def _rope_variant(x, sign=1.0, offset=0, exponent=2.0, base=10000.0):
     T, d = x.shape[-2], x.shape[-1]
-    theta = 10000.0 ** (-exponent * torch.arange(0, d // 2, dtype=torch.float64) / d)
+    theta = base ** (-exponent * torch.arange(0, d // 2, dtype=torch.float64) / d)
     angle = sign * (torch.arange(T, dtype=torch.float64)[:, None] + offset) * theta
     cos, sin = angle.cos().float(), angle.sin().float()
     even, odd = x[..., 0::2], x[..., 1::2]
@@ -108,22 +110,30 @@ def check_apply_rope(fn):
     g = torch.Generator().manual_seed(7)
     cases = [torch.randn(5, 8, generator=g), torch.randn(2, 3, 7, 6, generator=g), torch.randn(1, 1, 4, generator=g),
              torch.randn(9, 16, generator=g) * 3]
-    for x in cases:
-        case = f"x of shape {tuple(x.shape)}"
-        got = call(fn, x.clone(), case=case)
-        expect_close(got, apply_rope(x), f"apply_rope(x) for {case}", mistakes={
+    bases = [10000.0, 10000.0, 10000.0, 10000.0, 500.0]      # the last case passes base=500 by name
+    cases.append(torch.randn(2, 6, 8, generator=g))
+    for x, base in zip(cases, bases):
+        case = f"x of shape {tuple(x.shape)}" + ("" if base == 10000.0 else f" and base={base:g}")
+        got = call(fn, x, case=case) if base == 10000.0 else call(fn, x, base=base, case=case, hints={
+            "unexpected keyword argument": "keep the exercise's signature, apply_rope(x, base=10000.0)"})
+        mistakes = {
             "it pairs feature i with feature i + d/2 (the 'rotate half' layout of some libraries); this lesson "
-            "pairs neighbours (2i, 2i+1), like the sine/cosine pairs of lesson 02": _rope_rotate_half(x),
+            "pairs neighbours (2i, 2i+1), like the sine/cosine pairs of lesson 02": _rope_rotate_half(x, base),
             "it rotates the wrong way (angle -m*theta): out[2i] = x[2i] cos - x[2i+1] sin, "
-            "out[2i+1] = x[2i] sin + x[2i+1] cos": _rope_variant(x, sign=-1.0),
-            "positions start at 1: the first position, m = 0, is not rotated at all": _rope_variant(x, offset=1),
-            "the frequencies are wrong: theta_i = base^(-2i/d) for i = 0 .. d/2 - 1": _rope_variant(x, exponent=1.0),
+            "out[2i+1] = x[2i] sin + x[2i+1] cos": _rope_variant(x, sign=-1.0, base=base),
+            "positions start at 1: the first position, m = 0, is not rotated at all": _rope_variant(x, offset=1, base=base),
+            "the frequencies are wrong: theta_i = base^(-2i/d) for i = 0 .. d/2 - 1": _rope_variant(x, exponent=1.0, base=base),
             "the position is taken along the wrong axis: m is the index along T, dimension -2":
-                apply_rope(x.transpose(0, -2)).transpose(0, -2) if x.dim() > 2 else apply_rope(x),
-        }, hint="Check the formula: angle m * base^(-2i/d), pairs (2i, 2i+1), rotated counter-clockwise.")
+                apply_rope(x.transpose(0, -2), base).transpose(0, -2) if x.dim() > 2 else apply_rope(x, base),
+        }
+        if base != 10000.0:
+            mistakes[f"the base argument is ignored (10000 is used): with base={base:g}, theta_i = "
+                     f"base^(-2i/d)"] = apply_rope(x)
+        expect_close(got, apply_rope(x, base), f"apply_rope(x) for {case}", mistakes=mistakes,
+                     hint="Check the formula: angle m * base^(-2i/d), pairs (2i, 2i+1), rotated counter-clockwise.")
     # the property that makes RoPE relative: scores depend on m - n only
     q, k = torch.randn(1, 16, generator=g).expand(12, 16), torch.randn(1, 16, generator=g).expand(12, 16)
-    scores = call(fn, q.clone(), case="a query repeated at 12 positions") @ call(fn, k.clone(), case="a key repeated at 12 positions").T
+    scores = call(fn, q, case="a query repeated at 12 positions") @ call(fn, k, case="a key repeated at 12 positions").T
     diagonals = [torch.diagonal(scores, offset).std().item() for offset in range(-5, 6)]
     if max(diagonals) > 1e-3 * max(1.0, scores.abs().max().item()):
         fail("q_m . k_n should depend on m - n only (each diagonal of the score matrix constant), but it does not")

@@ -10,7 +10,8 @@ from ..decoding import BOS_ID, EOS_ID, greedy_decode
 from ..masks import padding_mask
 from ..training import label_smoothed_cross_entropy, noam_lr
 from ..transformer import Transformer, TransformerConfig
-from ._core import CheckFailed, call, describe, diagnose, exercise, expect_close, fail
+from ._core import as_real_number, call, describe, diagnose, exercise, expect_close, fail
+from ._watch import spy
 
 __all__ = ["check_label_smoothed_cross_entropy", "check_noam_lr", "check_greedy_decode", "decoding_test_model"]
 
@@ -108,20 +109,25 @@ def check_label_smoothed_cross_entropy(fn):
         fail(f"the loss is not finite on {case}: log(softmax(x)) underflows to log(0) = -inf; "
              f"use torch.log_softmax, which computes it stably")
     expect_close(got, _smoothed_loss(logits, target, 0.1, 0), f"the loss on {case}", atol=1e-3, rtol=1e-5)
-    # every target is padding: 0, not 0/0 = NaN
-    logits, target = torch.randn(2, 3, 5), torch.zeros(2, 3, dtype=torch.long)
-    got = call(fn, logits, target, smoothing=0.1, pad_id=0, case="a batch with only padding")
-    if not isinstance(got, torch.Tensor) or not torch.isfinite(got).all() or abs(float(got)) > 1e-6:
-        fail("on a batch with only padding the loss should be 0, got "
-             f"{got.item() if isinstance(got, torch.Tensor) and got.numel() == 1 else describe(got)}: "
-             "divide by the number of tokens clamped to at least 1 (0 / 0 is NaN)")
-    # the gradient must flow to the logits
-    logits = torch.randn(2, 4, 6, requires_grad=True)
-    target = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
-    got = call(fn, logits, target, smoothing=0.1, pad_id=0, case="logits that require a gradient")
-    if not isinstance(got, torch.Tensor) or not got.requires_grad:
-        fail("the loss does not carry a gradient to the logits: compute it with torch operations "
-             "only (no .item(), .detach() or NumPy)")
+    # the gradient must flow to the logits, also when every target is padding (the loss is then 0, not 0/0)
+    for case, target in (("logits that require a gradient", torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])),
+                         ("a batch with only padding (logits that require a gradient)", torch.zeros(2, 4, dtype=torch.long))):
+        logits = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(9)).requires_grad_()
+        got = call(fn, logits, target, smoothing=0.1, pad_id=0, case=case)
+        if not isinstance(got, torch.Tensor) or got.numel() != 1:
+            fail(f"the loss should be a scalar tensor on {case}, got {describe(got)}")
+        if not torch.isfinite(got).all() or ("only padding" in case and abs(float(got)) > 1e-6):
+            fail(f"on {case} the loss should be 0, got {float(got)}: divide by the number of non-padding tokens "
+                 f"clamped to at least 1 (0 / 0 is NaN)" if "only padding" in case else
+                 f"the loss is {float(got)} on {case}")
+        if not got.requires_grad:
+            if "only padding" in case:
+                fail(f"on {case} the loss carries no gradient: a separate branch that returns torch.tensor(0.0) "
+                     f"cuts the loss off from the logits, and loss.backward() fails in training. Compute the same "
+                     f"formula for every batch and divide by the number of tokens clamped to at least 1 (or return "
+                     f"logits.sum() * 0.0)")
+            fail(f"the loss does not carry a gradient to the logits on {case}: compute it with torch operations "
+                 f"only (no .item(), .detach() or NumPy)")
     return len(cases) + 3
 
 
@@ -138,16 +144,24 @@ def _schedule_values(lr):
 
 @exercise(reference=noam_lr)
 def check_noam_lr(fn):
-    got = []
+    got, where = [], []
     for d, w, f in _SCHEDULE_SETTINGS:
         for step in _SCHEDULE_STEPS:
-            value = call(fn, step, d, w, f, case=f"step={step}, d_model={d}, warmup_steps={w}, factor={f}")
-            if isinstance(value, torch.Tensor) and value.numel() == 1:
-                value = value.item()
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                fail(f"noam_lr({step}, {d}, {w}, {f}) should be a finite number, got {value!r}")
-            got.append(float(value))
+            case = f"noam_lr(step={step}, d_model={d}, warmup_steps={w}, factor={f})"
+            value = as_real_number(call(fn, step, d, w, f, case=case), case)
+            if not math.isfinite(value):
+                fail(f"{case} should be a finite number, got {value!r}")
+            got.append(value)
+            where.append((step, d, w, f))
     got = torch.tensor(got, dtype=torch.float64)
+    expected = _schedule_values(noam_lr)
+    bad = (~torch.isclose(got, expected, atol=0.0, rtol=1e-6)).nonzero()
+    if not len(bad):
+        return len(got)
+    i = int(bad[0])
+    step, d, w, f = where[i]
+    at = (f"at step {step} (d_model={d}, warmup_steps={w}, factor={f}) it gives {got[i].item():.6g}, expected "
+          f"{expected[i].item():.6g}")
     mistakes = {
         "there is no warm-up: the rate must grow linearly, step * warmup_steps ** -1.5, for the first "
         "warmup_steps steps (take the min of the two terms)":
@@ -169,8 +183,10 @@ def check_noam_lr(fn):
         "factor is ignored: multiply the whole rate by factor":
             _schedule_values(lambda s, d, w, f: d ** -0.5 * min(s ** -0.5, s * w ** -1.5)),
     }
-    expect_close(got, _schedule_values(noam_lr), "the learning rates", mistakes=mistakes, atol=0.0, rtol=1e-6)
-    return len(got)
+    found = diagnose(got, mistakes, atol=0.0, rtol=1e-6)
+    fail(f"the learning rate is wrong {at}: {found}" if found else
+         f"the learning rate is wrong {at}. Expected factor * d_model ** -0.5 * min(step ** -0.5, "
+         f"step * warmup_steps ** -1.5).")
 
 
 # -- greedy decoding ---------------------------------------------------------------------------
@@ -229,6 +245,14 @@ def _trim(ids: torch.Tensor, pad_id: int) -> torch.Tensor:
     return ids[:, :keep]
 
 
+def _tokens(row: torch.Tensor, pad_id: int) -> list[int]:
+    """The ids of one output row without its trailing padding."""
+    ids = row.tolist()
+    while ids and ids[-1] == pad_id:
+        ids.pop()
+    return ids
+
+
 @exercise(reference=greedy_decode)
 def check_greedy_decode(fn):
     model = decoding_test_model()
@@ -239,17 +263,21 @@ def check_greedy_decode(fn):
     cases = [(src, 12, "a batch of 5 sources (one padded), max_len=12"),
              (src[2:3], 12, "a batch of 1, max_len=12"),
              (src, 4, "a batch of 5, max_len=4 (shorter than some outputs)")]
+    size_hint = ("if the error is about sizes: the next token is logits[:, -1].argmax(dim=-1), the argmax over the "
+                 "vocabulary (dim=-1) of the last position's logits, one id per sequence, shape (B,)")
     for src_case, max_len, case in cases:
-        try:
-            got = call(fn, model, src_case.clone(), max_len, bos_id=BOS_ID, eos_id=EOS_ID, case=case)
-        except CheckFailed as e:
-            if not isinstance(e.__cause__, RuntimeError):
-                raise
-            raise CheckFailed(f"{e}\nIf the error is about sizes: the next token is "
-                              f"logits[:, -1].argmax(dim=-1), the argmax over the vocabulary (dim=-1) of the "
-                              f"last position's logits, one id per sequence, shape (B,)") from e.__cause__
-        expected = greedy_decode(model, src_case, max_len)
+        encoded, decoder_lengths = [], []
+        with spy(model.encoder, "forward", lambda args, kwargs: encoded.append(args[0].shape[0])), \
+                spy(model.decoder, "forward", lambda args, kwargs: decoder_lengths.append(args[0].shape[1])):
+            got = call(fn, model, src_case, max_len, bos_id=BOS_ID, eos_id=EOS_ID, case=case,
+                       explain=lambda error: size_hint if isinstance(error, RuntimeError) else None)
         B = src_case.shape[0]
+        if sum(encoded) > B:
+            fail(f"on {case} the encoder ran {len(encoded)} times ({sum(encoded)} source rows for {B} sources): "
+                 f"the source does not change while decoding, so encode it once before the loop, memory = "
+                 f"model.encode(src, src_mask), and call only model.decode(ys, memory, memory_mask=src_mask) and "
+                 f"model.generator at every step (model(src, ys) runs the encoder again at every step)")
+        expected = greedy_decode(model, src_case, max_len)
         if not isinstance(got, torch.Tensor) or got.dim() != 2 or got.shape[0] != B:
             fail(f"on {case} the output should be a (B, L) = ({B}, L) tensor of token ids, got {describe(got)}. "
                  f"The next token is logits[:, -1].argmax(dim=-1): the last position, the most probable "
@@ -269,16 +297,20 @@ def check_greedy_decode(fn):
                 note = " (exactly what generating on after <eos> gives)" if torch.equal(got, wrong) else ""
                 fail(f"on {case} a sequence goes on after its <eos>{note}: once a row has produced <eos>, "
                      f"fill it with padding (pad_id={pad}), and stop when every row has ended")
-        mistakes = {"the prediction is not fed back: the decoder input must grow by the predicted token "
-                    "every step (ys = torch.cat([ys, next_token[:, None]], dim=1))":
-                    _trim(_greedy_no_feedback(model, src_case, max_len), pad)}
         got_trim, expected_trim = _trim(got, pad), _trim(expected, pad)
         if got_trim.shape != expected_trim.shape or not torch.equal(got_trim, expected_trim):
-            found = diagnose(got_trim.double(), {k: v.double() for k, v in mistakes.items()}) \
-                if got_trim.shape == _trim(_greedy_no_feedback(model, src_case, max_len), pad).shape else None
-            if found:
-                fail(f"on {case}: {found}")
-            fail(f"on {case} the tokens differ from greedy decoding's: expected\n{expected_trim.tolist()}\n"
-                 f"got\n{got_trim.tolist()}\nAt each step feed every token so far (starting with <bos>), take "
-                 f"the logits of the last position and their argmax over the vocabulary (dim=-1)")
+            same_as_no_feedback = torch.equal(got_trim, _trim(_greedy_no_feedback(model, src_case, max_len), pad))
+            if same_as_no_feedback and max(decoder_lengths, default=1) > 1:
+                fail(f"on {case} it reads the first position's logits, logits[:, 0], at every step: the decoder "
+                     f"input grows, but the prediction for the next token is at the *last* position: "
+                     f"logits[:, -1].argmax(dim=-1)")
+            if same_as_no_feedback:
+                fail(f"on {case} the prediction is not fed back: the decoder input must grow by the predicted "
+                     f"token every step (ys = torch.cat([ys, next_token[:, None]], dim=1))")
+            rows = [(_tokens(a, pad), _tokens(b, pad)) for a, b in zip(got, expected)]
+            row = next(i for i, (a, b) in enumerate(rows) if a != b)
+            fail(f"on {case} the tokens of sequence {row} differ from greedy decoding's: expected "
+                 f"{rows[row][1]}, got {rows[row][0]}. At each step feed every token so "
+                 f"far (starting with <bos>), take the logits of the last position and their argmax over the "
+                 f"vocabulary (dim=-1)")
     return len(cases)

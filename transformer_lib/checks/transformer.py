@@ -6,49 +6,20 @@ import contextlib
 import torch
 
 from ..masks import causal_mask, padding_mask
-from ..transformer import Transformer, TransformerConfig, count_transformer_parameters
-from ._core import call, exercise, expect_close, expect_tensor, fail
+from ..transformer import Transformer, TransformerConfig, count_transformer_parameters, decode_target, encode_source
+from ._core import as_whole_number, call, close, diagnose, exercise, expect_close, expect_tensor, fail
+from ._watch import compare_calls, forbid_calling, watch_modules
 
 __all__ = ["check_encode_source", "check_decode_target", "check_count_transformer_parameters"]
 
 
 # --------------------------------------------------------------------------- encode / decode
-def encode_source(model: Transformer, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Source ids ``(B, S)`` -> memory ``(B, S, D)``: embed (x sqrt(D)), add positions, run the encoder.
-    ``src_mask`` defaults to the source padding mask (True = may attend)."""
-    if src_mask is None:
-        src_mask = padding_mask(src, model.config.pad_id)              # (B, S) -> (B, 1, 1, S)
-    x = model.src_pos(model.src_embed(src))                             # (B, S) -> (B, S, D)
-    return model.encoder(x, src_mask)                                   # (B, S, D)
-
-
-def decode_target(model: Transformer, tgt: torch.Tensor, memory: torch.Tensor,
-                  memory_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Decoder input ids ``(B, T)`` and memory ``(B, S, D)`` -> decoder states ``(B, T, D)``, with the
-    causal & target-padding mask built here and ``memory_mask`` (the source padding) passed on."""
-    T = tgt.shape[1]
-    tgt_mask = causal_mask(T, device=tgt.device) & padding_mask(tgt, model.config.pad_id)  # (T, T) & (B, 1, 1, T) -> (B, 1, T, T)
-    x = model.tgt_pos(model.tgt_embed(tgt))                                               # (B, T) -> (B, T, D)
-    return model.decoder(x, memory, tgt_mask, memory_mask)                                # (B, T, D)
-
-
 @contextlib.contextmanager
-def _forbid_method(model: Transformer, method: str, parts: str):
-    """Fail if the learner calls ``model.<method>`` instead of assembling it from its parts."""
-    called = []
-    original = getattr(model, method)
-
-    def spy(*args, **kwargs):
-        called.append(True)
-        return original(*args, **kwargs)
-
-    setattr(model, method, spy)                      # an instance attribute hides the method
-    try:
+def _assembled_from_parts(model: Transformer, method: str, parts: str):
+    """Fail if the learner calls ``model.<method>`` (or ``model(...)``) instead of assembling it."""
+    message = f"it calls model.{{}}(...) itself, which is the library's answer: assemble it from {parts}"
+    with forbid_calling(model, method, message.format(method)), forbid_calling(model, "forward", message.format("forward")):
         yield
-    finally:
-        delattr(model, method)
-    if called:
-        fail(f"it calls model.{method}(...) itself: assemble it from {parts}")
 
 
 def _models():
@@ -70,10 +41,43 @@ def _ids(g, B, L, pad_from=None, vocab=11):
     return ids
 
 
+def _compare_model_output(fn, model, args, *, reference, parts, expect, masks, case, guard):
+    """Run ``fn(model, *args)``, compare with ``reference``; explain a difference by the first part of the
+    model (``model.src_embed``...) that got a different input than in the reference."""
+    __tracebackhide__ = True
+    with watch_modules(model, parts) as expected_calls:
+        expected = reference(model, *args)
+
+    def explain(error):
+        where = compare_calls(calls, expected_calls, "model", expect, masks, partial=True)
+        return f"before the error, the first difference from the reference: {where}" if where else None
+
+    with watch_modules(model, parts) as calls, guard:
+        got = call(fn, model, *args, case=case, explain=explain)
+    return got, expected, lambda: compare_calls(calls, expected_calls, "model", expect, masks)
+
+
+def _expect_model_output(got, expected, what, mistakes, where) -> None:
+    __tracebackhide__ = True
+    expect_tensor(got, expected.shape, what)
+    if close(got, expected, atol=1e-5):
+        return
+    found = diagnose(got, mistakes, atol=1e-5)
+    if found:
+        fail(f"{what} is wrong: {found}")
+    why = where() or "every part gets the right input, so the last step (the stack's output) is wrong"
+    expect_close(got, expected, what, hint=f"Where it goes wrong: {why}")
+
+
+_ENCODE_EXPECT = {"src_embed": "the source ids src (B, S)", "src_pos": "model.src_embed(src), the scaled embeddings",
+                  "encoder": "model.src_pos(model.src_embed(src)) and the source padding mask (or src_mask when given)"}
+
+
 @exercise(reference=encode_source)
 def check_encode_source(fn):
     g = torch.Generator().manual_seed(8)
     n = 0
+    parts = ["src_embed", "src_pos", "encoder"]
     with torch.no_grad():
         for name, model in _models():
             src = _ids(g, 2, 7, pad_from=5)
@@ -87,26 +91,38 @@ def check_encode_source(fn):
                     enc(emb, mask),
                 "the embeddings are not scaled by sqrt(d_model): use model.src_embed (it multiplies by sqrt(D)), "
                 "not the raw nn.Embedding": enc(pos(raw), mask),
+                "the embeddings are scaled by sqrt(d_model) twice: model.src_embed already multiplies by sqrt(D)":
+                    enc(pos(emb * model.config.d_model ** 0.5), mask),
                 "the padding mask is missing: without it every token attends to <pad>; build it with "
                 "padding_mask(src, model.config.pad_id) when src_mask is None": enc(pos(emb), None),
             }
             if model.tgt_embed is not model.src_embed or model.tgt_pos is not model.src_pos:
                 mistakes["it uses the target's embedding or positions: the source goes through model.src_embed "
                          "and model.src_pos"] = enc(model.tgt_pos(model.tgt_embed(src)), mask)
-            case = f"{name}, src {tuple(src.shape)} with padding"
-            with _forbid_method(model, "encode", "model.src_embed, model.src_pos and model.encoder"):
-                got = call(fn, model, src.clone(), case=case)
-            expect_close(got, encode_source(model, src), f"the memory for {case}", mistakes=mistakes, atol=1e-5)
+            case = f"{name}, src {tuple(src.shape)} with padding in row 0"
+            got, expected, where = _compare_model_output(
+                fn, model, (src,), reference=encode_source, parts=parts, expect=_ENCODE_EXPECT,
+                masks={"the source padding mask": mask}, case=case,
+                guard=_assembled_from_parts(model, "encode", "model.src_embed, model.src_pos and model.encoder"))
+            _expect_model_output(got, expected, f"the memory for {case}", mistakes, where)
             # an explicit mask must be used as given
             custom = mask.clone()
             custom[..., 1] = False
-            case = f"{name} with src_mask given"
-            got = call(fn, model, src.clone(), custom, case=case)
-            expect_close(got, encode_source(model, src, custom), f"the memory for {case}", mistakes={
+            case = f"{name} with src_mask given (key 1 blocked as well)"
+            got, expected, where = _compare_model_output(
+                fn, model, (src, custom), reference=encode_source, parts=parts, expect=_ENCODE_EXPECT,
+                masks={"the padding mask built from src, not the given src_mask": mask}, case=case,
+                guard=_assembled_from_parts(model, "encode", "model.src_embed, model.src_pos and model.encoder"))
+            _expect_model_output(got, expected, f"the memory for {case}", {
                 "the src_mask argument is ignored: when it is given, pass it to the encoder as it is":
-                    encode_source(model, src)}, atol=1e-5)
+                    encode_source(model, src)}, where)
             n += 2
     return n
+
+
+_DECODE_EXPECT = {"tgt_embed": "the target ids tgt (B, T)", "tgt_pos": "model.tgt_embed(tgt), the scaled embeddings",
+                  "decoder": "model.tgt_pos(model.tgt_embed(tgt)), the memory, tgt_mask = causal_mask(T) & "
+                             "padding_mask(tgt, pad_id) and memory_mask"}
 
 
 @exercise(reference=decode_target)
@@ -133,36 +149,45 @@ def check_decode_target(fn):
                 "the positional encoding is missing: add it with model.tgt_pos(...)": dec(model.tgt_embed(tgt)),
                 "the embeddings are not scaled by sqrt(d_model): use model.tgt_embed, not the raw nn.Embedding":
                     dec(model.tgt_pos(model.tgt_embed.embedding(tgt))),
+                "the embeddings are scaled by sqrt(d_model) twice: model.tgt_embed already multiplies by sqrt(D)":
+                    dec(model.tgt_pos(model.tgt_embed(tgt) * model.config.d_model ** 0.5)),
             }
             if model.tgt_pos is not model.src_pos:
                 mistakes["it uses the source's positions: the target goes through model.tgt_pos"] = \
                     dec(model.src_pos(model.tgt_embed(tgt)))
-            case = f"{name}, tgt {tuple(tgt.shape)} and memory {tuple(memory.shape)} with padding"
-            with _forbid_method(model, "decode", "the masks, model.tgt_embed, model.tgt_pos and model.decoder"):
-                got = call(fn, model, tgt.clone(), memory.clone(), memory_mask, case=case)
+            case = f"{name}, tgt {tuple(tgt.shape)} (padding in row 1) and memory {tuple(memory.shape)}"
+            got, expected, where = _compare_model_output(
+                fn, model, (tgt, memory, memory_mask), reference=decode_target, parts=["tgt_embed", "tgt_pos", "decoder"],
+                expect=_DECODE_EXPECT, masks={"memory_mask": memory_mask, "the causal mask alone": causal,
+                                              "the padding mask alone": pad},
+                case=case, guard=_assembled_from_parts(model, "decode", "the masks, model.tgt_embed, model.tgt_pos and model.decoder"))
             V = model.config.tgt_vocab_size
             if isinstance(got, torch.Tensor) and tuple(got.shape) == (tgt.shape[0], T, V) and V != model.config.d_model:
                 fail("it returns logits (B, T, V): decode_target returns the decoder states (B, T, D); "
                      "the generator is applied afterwards, in forward")
-            expect_tensor(got, (tgt.shape[0], T, model.config.d_model), f"the decoder states for {case}")
-            expect_close(got, decode_target(model, tgt, memory, memory_mask), f"the decoder states for {case}",
-                         mistakes=mistakes, atol=1e-5)
+            _expect_model_output(got, expected, f"the decoder states for {case}", mistakes, where)
             n += 1
     return n
 
 
 # --------------------------------------------------------------------------- parameter count
 def _count_variants(c: TransformerConfig) -> dict[str, int]:
-    """What typical wrong formulas give for ``c``."""
+    """What typical wrong formulas give for ``c`` (some equal the right count on some configs)."""
     D, F, V_t = c.d_model, c.d_ff, c.tgt_vocab_size
     N_e, N_d = c.encoder_layers, c.decoder_layers
     right = count_transformer_parameters(c)
     final_norms = 2 * 2 * D if c.norm_first else 0
     linear_biases = N_e * (4 * D + F + D) + N_d * (2 * 4 * D + F + D)
+    ffn_biases = (N_e + N_d) * (F + D)
     norms = N_e * 2 * 2 * D + N_d * 3 * 2 * D + final_norms
+    matrix = V_t * D
     variants = {
         "it forgets the biases of the linear layers (each nn.Linear(n_in, n_out) has n_in * n_out + n_out parameters)":
             right - linear_biases - V_t,
+        "it forgets the feed-forward network's biases b_1 (d_ff) and b_2 (d_model) in every layer":
+            right - ffn_biases,
+        "it forgets the attention projections' biases (each of w_q, w_k, w_v, w_o has d_model of them)":
+            right - N_e * 4 * D - N_d * 8 * D,
         "it forgets the generator's bias: tying shares its (V, D) matrix, but its V biases are its own":
             right - V_t,
         "it forgets the LayerNorms: each has gamma and beta, 2 * d_model parameters": right - norms,
@@ -171,28 +196,23 @@ def _count_variants(c: TransformerConfig) -> dict[str, int]:
             right - N_d * 4 * (D * D + D),
         "it counts the sinusoidal positional table: it is a fixed buffer, not a parameter":
             right + (c.max_len * D if c.positional == "sinusoidal" else 0),
+        "it counts the tied generator matrix as well: with tie_weights the generator reuses the target "
+        "embedding, count that (V, D) matrix once": right + (matrix if c.tie_weights else 0),
+        "it counts the shared embedding twice: with share_embeddings source and target use one table":
+            right + (matrix if c.share_embeddings else 0),
+        "it counts the one (V, D) matrix more than once: with share_embeddings and tie_weights the source "
+        "embedding, the target embedding and the generator all use the same matrix":
+            right + (matrix if c.share_embeddings and c.tie_weights else 0),
+        "it counts the one (V, D) matrix three times: source embedding, target embedding and generator share "
+        "it, count it once": right + (2 * matrix if c.share_embeddings and c.tie_weights else 0),
+        "it forgets the final LayerNorm of each pre-LN stack (2 * 2 * d_model)": right - final_norms,
+        "it forgets the learned positions: one (max_len, d_model) table per side":
+            right - (2 * c.max_len * D if c.positional == "learned" else 0),
+        "it uses num_layers for both stacks: count config.encoder_layers encoder layers and "
+        "config.decoder_layers decoder layers": count_transformer_parameters(
+            c.replace(num_encoder_layers=None, num_decoder_layers=None)),
     }
-    matrix = V_t * D
-    if c.share_embeddings and c.tie_weights:
-        variants["it counts the one (V, D) matrix more than once: with share_embeddings and tie_weights the "
-                 "source embedding, the target embedding and the generator all use the same matrix"] = right + matrix
-        variants["it counts the one (V, D) matrix three times: source embedding, target embedding and generator "
-                 "share it, count it once"] = right + 2 * matrix
-    elif c.tie_weights:
-        variants["it counts the tied generator matrix as well: with tie_weights the generator reuses the target "
-                 "embedding, count that (V, D) matrix once"] = right + matrix
-    elif c.share_embeddings:
-        variants["it counts the shared embedding twice: with share_embeddings source and target use one table"] = \
-            right + matrix
-    if c.norm_first:
-        variants["it forgets the final LayerNorm of each pre-LN stack (2 * 2 * d_model)"] = right - final_norms
-    if c.positional == "learned":
-        variants["it forgets the learned positions: one (max_len, d_model) table per side"] = right - 2 * c.max_len * D
-    if c.num_encoder_layers is not None or c.num_decoder_layers is not None:
-        variants["it uses num_layers for both stacks: count config.encoder_layers encoder layers and "
-                 "config.decoder_layers decoder layers"] = count_transformer_parameters(
-            c.replace(num_encoder_layers=None, num_decoder_layers=None))
-    return {k: v for k, v in variants.items() if v != right}
+    return variants
 
 
 def _count_configs() -> list[tuple[str, TransformerConfig]]:
@@ -213,22 +233,26 @@ def _count_configs() -> list[tuple[str, TransformerConfig]]:
 
 @exercise(reference=count_transformer_parameters)
 def check_count_transformer_parameters(fn):
+    """Runs every config first, then names the one typical mistake that explains *every* count (so
+    that two mistakes giving the same number on one config, e.g. the base model's FFN biases and
+    LayerNorms, 30,720 each, are told apart by the others)."""
     configs = _count_configs()
-    for name, c in configs:
-        got = call(fn, c, case=name)
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = got.item()
-        if isinstance(got, float) and got.is_integer():
-            got = int(got)
-        if isinstance(got, bool) or not isinstance(got, int):
-            fail(f"it should return an int, got {got!r} for {name}")
-        right = count_transformer_parameters(c)
-        if got == right:
-            continue
-        for words, wrong in _count_variants(c).items():
-            if got == wrong:
-                fail(f"the count for {name} is {got:,}, expected {right:,}: {words}")
-        fail(f"the count for {name} is {got:,}, expected {right:,} (off by {got - right:+,}). Add up: embeddings, "
-             f"encoder layers (attention + FFN + 2 LayerNorms), decoder layers (2 attentions + FFN + 3 LayerNorms), "
-             f"final norms (pre-LN only) and the generator.")
-    return len(configs)
+    counts = [as_whole_number(call(fn, c, case=name), f"the count for {name}") for name, c in configs]
+    wrong = [(name, c, got) for (name, c), got in zip(configs, counts) if got != count_transformer_parameters(c)]
+    if not wrong:
+        return len(configs)
+    name, c, got = wrong[0]
+    right = count_transformer_parameters(c)
+    variants = [_count_variants(c) for _, c in configs]
+    for words in variants[0]:
+        if all(got_c == v[words] for got_c, v in zip(counts, variants)):
+            fail(f"the count for {name} is {got:,}, expected {right:,}: {words}")
+    here = [words for words, value in _count_variants(c).items() if value == got]
+    if len(here) == 1:
+        fail(f"the count for {name} is {got:,}, expected {right:,}: {here[0]}")
+    if here:
+        fail(f"the count for {name} is {got:,}, expected {right:,}, which is what each of these mistakes gives: "
+             + "; or ".join(here))
+    fail(f"the count for {name} is {got:,}, expected {right:,} (off by {got - right:+,}). Add up: embeddings, "
+         f"encoder layers (attention + FFN + 2 LayerNorms), decoder layers (2 attentions + FFN + 3 LayerNorms), "
+         f"final norms (pre-LN only) and the generator.")

@@ -14,7 +14,7 @@ import numpy as np
 from .core import SEQUENTIAL_CMAP, explorer, heatmap, plot_attention, to_numpy
 
 __all__ = ["plot_scaling_experiment", "plot_weight_bars", "plot_masks", "plot_rnn_vs_attention",
-           "plot_query_attention", "attention_explorer"]
+           "plot_recall_vs_length", "plot_query_attention", "attention_explorer"]
 
 
 def plot_scaling_experiment(d_ks: Sequence[int], variance: Mapping[str, Sequence[float]],
@@ -121,6 +121,30 @@ def plot_rnn_vs_attention(lengths: Sequence[int], rnn_ms: Sequence[float], atten
     ax.set_yscale("log")
     ax.set_xlabel("sequence length T")
     ax.set_ylabel("time of one forward pass (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_recall_vs_length(lengths: Sequence[int], accuracy: Mapping[str, Sequence[float]], chance: float,
+                          title: str = "Recall the first token, same training budget"):
+    """Held-out accuracy of each model (``{"name": [accuracy per length]}``) against the distance
+    the answer lies back (log x axis), with the chance level as a dashed line.
+
+    Returns:
+        the Figure.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    cmap = plt.get_cmap(SEQUENTIAL_CMAP)
+    for n, (name, values) in enumerate(accuracy.items()):
+        ax.plot(lengths, values, "os"[n % 2] + "-", color=cmap(0.15 + 0.55 * n), label=name)
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label=f"chance (1/{round(1 / chance)})")
+    ax.set_xscale("log")
+    ax.set_xticks(list(lengths), [str(t) for t in lengths])
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("T: how many tokens back the answer lies")
+    ax.set_ylabel("held-out accuracy")
     ax.set_title(title)
     ax.legend(fontsize=9)
     fig.tight_layout()

@@ -1,14 +1,12 @@
-"""Shared plotting helpers: notebook set-up, heat maps, attention pictures.
+"""Shared plotting helpers: the course's figure style, heat maps, attention pictures, explorers.
 
 This package is the only part of ``transformer_lib`` that imports matplotlib and ipywidgets,
 so the model code imports fast.
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import io
-from typing import Callable
+from typing import Callable, Sequence
 
 import ipywidgets as widgets
 import matplotlib as mpl
@@ -16,26 +14,24 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..utils import seed_everything
-
-__all__ = ["setup_notebook", "heatmap", "plot_attention", "plot_attention_heads", "to_numpy", "explorer", "Explorer"]
+__all__ = ["use_course_style", "heatmap", "plot_attention", "plot_attention_heads", "to_numpy", "explorer", "Explorer"]
 
 #: Perceptually uniform, colour-blind safe colour maps used throughout the course.
 SEQUENTIAL_CMAP = "viridis"
 DIVERGING_CMAP = "RdBu_r"
 
 
-def setup_notebook(seed: int = 0) -> None:
-    """First cell of every lesson: seed everything, fix the thread count, set figure defaults.
+#: The figure style of every lesson: small PNGs (72 dpi) so the notebooks stay small in git.
+COURSE_STYLE = {
+    "figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6.0, 3.6),
+    "image.cmap": SEQUENTIAL_CMAP, "axes.grid": False, "font.size": 10,
+    "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
+}
 
-    Figures are small PNGs (72 dpi) so the notebooks stay small in git.
-    """
-    seed_everything(seed)
-    mpl.rcParams.update({
-        "figure.dpi": 72, "savefig.dpi": 72, "figure.figsize": (6.0, 3.6),
-        "image.cmap": SEQUENTIAL_CMAP, "axes.grid": False, "font.size": 10,
-        "axes.titlesize": 11, "axes.spines.top": False, "axes.spines.right": False,
-    })
+
+def use_course_style() -> None:
+    """Set matplotlib's defaults to :data:`COURSE_STYLE` (``runtime.setup_notebook`` calls it)."""
+    mpl.rcParams.update(COURSE_STYLE)
 
 
 def to_numpy(x) -> np.ndarray:

@@ -291,7 +291,7 @@ def plot_relative_positions(buckets: torch.Tensor, rope_scores: torch.Tensor, ab
     fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.8))
     heatmap(buckets, title="T5: bucket of key − query", xlabel="key position", ylabel="query position",
             ax=axes[0], cmap=SEQUENTIAL_CMAP)
-    for ax, scores, title in ((axes[1], rope_scores, "RoPE: q·k depends on m − n only"),
+    for ax, scores, title in ((axes[1], rope_scores, "RoPE: q·k depends on the positions only through n − m"),
                               (axes[2], absolute_scores, "added sinusoids: it does not")):
         lim = float(np.abs(to_numpy(scores)).max())                  # each panel on its own symmetric scale
         heatmap(scores, title=title, xlabel="key position n", ylabel="query position m", ax=ax,

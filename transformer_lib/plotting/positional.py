@@ -58,7 +58,7 @@ def plot_pe_dot_products(pe, starts: Sequence[int] = (0, 20, 40), max_offset: in
     """Left: the ``(max_len, max_len)`` matrix of dot products PE[p] . PE[q]. Right: PE[p] . PE[p + k]
     as a function of the offset k for several p (the curves coincide). Returns the Figure."""
     m = to_numpy(pe)
-    gram = m @ m.T                                                  # (L, D) @ (D, L) -> (L, L)
+    gram = m @ m.T                                                  # (max_len, D) @ (D, max_len) -> (max_len, max_len)
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
     with _crisp():
         heatmap(gram, title="PE[p] · PE[q] for every pair of positions", xlabel="position q", ylabel="position p",
