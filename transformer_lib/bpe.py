@@ -30,7 +30,7 @@ from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
 from .tokenizer import UNK, Tokenizer
-from .utils import check_positive_int
+from .validation import check_positive_int
 
 __all__ = ["SPACE", "normalize_text", "pretokenize", "word_counts", "count_pairs", "merge_word",
            "bpe_merge_step", "train_bpe", "BPETokenizer", "WordTokenizer"]

@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from .attention import check_attention_inputs
-from .utils import check_tensor, count_parameters
+from .utils import count_parameters
+from .validation import check_tensor
 
 __all__ = ["additive_attention", "GRUConfig", "GRUState", "GRUTranslator"]
 

@@ -30,7 +30,7 @@ from .bpe import SPACE, normalize_text, pretokenize
 from .data import BatchStream, DateTask
 from .decoding import beam_search, greedy_decode
 from .tokenizer import Tokenizer
-from .utils import check_positive_int
+from .validation import check_positive_int
 
 __all__ = ["Pair", "load_pairs", "group_references", "TranslationTask", "translate", "bleu", "chrf",
            "exact_match_any", "BleuTracker", "unseen_words", "repeats_ngram", "step_seconds", "DATA_FILE", "SPLITS"]
@@ -121,6 +121,7 @@ class TranslationTask:
 
     # lesson 08's encoding and batching, the same code (a pair has .source and .target like an Example)
     encode_sources = DateTask.encode_sources
+    _encode, _batch = DateTask._encode, DateTask._batch
     make_batch = DateTask.make_batch
     encoded = DateTask.encoded
     batches = DateTask.batches

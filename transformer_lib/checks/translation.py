@@ -176,10 +176,7 @@ def _variants():
 def check_bpe_merge_step(fn):
     results = []
     for case, words in _MERGE_CASES:
-        before = dict(words)
-        got = call(fn, words, case=case)
-        if words != before:
-            fail(f"on {case} your function changed the dict it was given: build a new dict instead")
+        got = call(fn, words, case=case)               # call() reports a change to `words` in place
         results.append((case, words, *_expect_step_result(got, case)))
     wrong = [(case, words, pair, merged) for case, words, pair, merged in results
              if (pair, merged) != bpe_merge_step(words)]
