@@ -29,6 +29,7 @@ LESSON = {
     "decoder": 6,
     "transformer": 7, "torch_interop": 7,
     "training": 8, "data": 8, "decoding": 8, "checkpoint": 8,
+    "bpe": 9, "translation": 9, "rnn_baseline": 9,
     "bert": 10, "mlm": 10, "toy_text": 10,
     "gpt": 11, "sampling": 11, "kv_cache": 11,
     "text_to_text": 12,
@@ -37,11 +38,13 @@ LESSON = {
     # plotting/<topic> and checks/<topic>: the lesson of their topic
     "plotting.core": 0, "plotting.course": 0, "plotting.embeddings": 1, "plotting.positional": 2,
     "plotting.attention": 3, "plotting.multi_head_attention": 4, "plotting.encoder": 5,
-    "plotting.transformer": 7, "plotting.training": 8, "plotting.families": 12, "plotting.pretrained": 13,
+    "plotting.transformer": 7, "plotting.training": 8, "plotting.translation": 9,
+    "plotting.families": 12, "plotting.pretrained": 13,
     "plotting.scaling": 14,
     "checks._core": 0, "checks._watch": 0, "checks.start_here": 0, "checks.embeddings": 1,
     "checks.positional": 2, "checks.attention": 3, "checks.multi_head_attention": 4, "checks.encoder": 5,
-    "checks.decoder": 6, "checks.transformer": 7, "checks.training": 8, "checks.bert": 10, "checks.gpt": 11,
+    "checks.decoder": 6, "checks.transformer": 7, "checks.training": 8,
+    "checks.translation": 9, "checks.bert": 10, "checks.gpt": 11,
     "checks.text_to_text": 12, "checks.pretrained": 13, "checks.scaling": 14,
 }
 FACADES = {"__init__", "plotting.__init__", "checks.__init__"}

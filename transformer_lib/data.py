@@ -264,8 +264,9 @@ class BatchStream:
     """Training batches epoch after epoch; call it with the step number or iterate over it."""
 
     def __init__(self, task: DateTask, batch_size: int, bucket: bool = True, seed: int = 0):
-        if not isinstance(task, DateTask):
-            raise TypeError(f"task must be a DateTask, got {type(task).__name__}")
+        if not (callable(getattr(task, "batches", None)) and hasattr(task, "train")):
+            raise TypeError(f"task must be a task with .train and .batches() (a DateTask, or lesson 09's "
+                            f"TranslationTask), got {type(task).__name__}")
         self.task, self.batch_size = task, check_positive_int("batch_size", batch_size)
         self.bucket, self.seed = check_flag("bucket", bucket), check_int("seed", seed)
         self.epoch, self._batches, self._next = 0, [], 0

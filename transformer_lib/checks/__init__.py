@@ -14,6 +14,7 @@ from .encoder import *  # noqa: F401,F403
 from .decoder import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
+from .translation import *  # noqa: F401,F403
 from .bert import *  # noqa: F401,F403
 from .gpt import *  # noqa: F401,F403
 from .text_to_text import *  # noqa: F401,F403

@@ -14,6 +14,7 @@ from .multi_head_attention import *  # noqa: F401,F403
 from .encoder import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
 from .training import *  # noqa: F401,F403
+from .translation import *  # noqa: F401,F403
 from .families import *  # noqa: F401,F403
 from .pretrained import *  # noqa: F401,F403
 from .scaling import *  # noqa: F401,F403
