@@ -40,7 +40,7 @@ def ids(check):
 
 
 def test_every_check_is_found():
-    assert len(CHECKS) == 35
+    assert len(CHECKS) == 36
     assert all(callable(c.reference) and c.exercise_name for c in CHECKS)
 
 

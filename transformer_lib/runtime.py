@@ -5,7 +5,7 @@
 * :func:`seed_everything`: Python, NumPy and PyTorch seeded, the thread count fixed;
 * :func:`pick_device`: CUDA when present, else the CPU;
 * :func:`smoke_test_mode` (``TRANSFORMER_COURSE_SMOKE=1``): training runs :data:`SMOKE_STEPS` steps
-  only, and :func:`assert_trained` checks nothing;
+  only (:func:`training_steps`), and :func:`assert_trained` checks nothing;
 * :func:`setup_notebook`: the first cell of every lesson.
 
 Nothing here imports matplotlib or ipywidgets at import time (see ``transformer_lib.plotting``).
@@ -22,7 +22,7 @@ import torch
 from .validation import check_device, check_int, check_positive_int
 
 __all__ = ["THREADS_VARIABLE", "NUM_THREADS", "SMOKE_STEPS", "threads_from_environment", "usable_cpus",
-           "seed_everything", "pick_device", "smoke_test_mode", "assert_trained", "setup_notebook"]
+           "seed_everything", "pick_device", "smoke_test_mode", "training_steps", "assert_trained", "setup_notebook"]
 
 #: Steps a training loop runs when TRANSFORMER_COURSE_SMOKE=1 (the exercise-notebook tests).
 SMOKE_STEPS = 3
@@ -118,6 +118,14 @@ def smoke_test_mode() -> bool:
     notebooks always run in full.
     """
     return os.environ.get("TRANSFORMER_COURSE_SMOKE", "") not in ("", "0")
+
+
+def training_steps(steps: int) -> int:
+    """The number of steps a training loop runs: ``steps``, or at most :data:`SMOKE_STEPS` in
+    smoke-test mode (the quick test run of the exercise notebooks), e.g.
+    ``for step in range(1, training_steps(STEPS) + 1): ...``."""
+    check_positive_int("steps", steps)
+    return min(steps, SMOKE_STEPS) if smoke_test_mode() else steps
 
 
 def assert_trained(condition: bool, message: str) -> None:
