@@ -15,8 +15,8 @@ from transformer_lib.decoding import greedy_decode
 from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.runtime import training_steps
 from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, lr_scheduler,
-                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, to_device, token_accuracy, train,
-                                      train_step, warmup_linear_decay_lr)
+                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, to_device, token_accuracy,
+                                      train, train_step, warmup_linear_decay_lr)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
 V = 11
