@@ -1,16 +1,18 @@
 """The lesson 08 checks accept right answers and name each typical mistake."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from transformer_lib.checks import (CheckFailed, check_greedy_decode, check_label_smoothed_cross_entropy,
-                                    check_noam_lr)
+                                    check_noam_lr, check_train_step)
 from transformer_lib.decoding import greedy_decode
 from transformer_lib.masks import padding_mask
-from transformer_lib.training import label_smoothed_cross_entropy, noam_lr
+from transformer_lib.training import label_smoothed_cross_entropy, noam_lr, train_step
 
 
 def passes(check, fn, capsys):
@@ -277,3 +279,113 @@ def too_long(model, src, max_len, bos_id=2, eos_id=3):
 ])
 def test_greedy_check_names_each_mistake(fn, words):
     rejects(check_greedy_decode, fn, *words)
+
+
+# -- the training step -------------------------------------------------------------------------
+
+def step_with(*, mode="train", zero_grad="before", set_to_none=True, clip="norm", scheduler_first=False,
+              step_scheduler=True, backward="once", returns="item", optimizer_step=True):
+    """A training step, right by default, with one thing changed."""
+    def fn(model, batch, loss_fn, optimizer, scheduler, clip_norm=1.0):
+        if mode == "train":
+            model.train()
+        elif mode == "eval":
+            model.eval()
+        if zero_grad == "before":
+            optimizer.zero_grad(set_to_none=set_to_none)
+        elif zero_grad == "model":
+            model.zero_grad()
+        loss = loss_fn(model, batch)
+        if backward == "once":
+            loss.backward()
+        elif backward == "twice":
+            loss.backward()
+            loss.backward()
+        elif backward == "twice, retained":
+            loss.backward(retain_graph=True)
+            loss.backward()
+        if zero_grad == "between":
+            optimizer.zero_grad()
+        if scheduler_first:
+            scheduler.step()
+        params = list(model.parameters())
+        if clip == "norm":
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        elif clip == "by hand":
+            norm = torch.sqrt(sum((p.grad ** 2).sum() for p in params if p.grad is not None))
+            scale = torch.clamp(clip_norm / (norm + 1e-6), max=1.0)
+            for p in params:
+                if p.grad is not None:
+                    p.grad.mul_(scale)
+        elif clip == "norm 1.0":
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        elif clip == "value":
+            torch.nn.utils.clip_grad_value_(params, clip_norm)
+        if optimizer_step:
+            optimizer.step()
+        if clip == "after the step":
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        if step_scheduler and not scheduler_first:
+            scheduler.step()
+        if zero_grad == "after the step":
+            optimizer.zero_grad()
+        return {"item": lambda: loss.item(), "float": lambda: float(loss), "tensor": lambda: loss,
+                "detached": lambda: loss.detach(), "none": lambda: None,
+                "numpy": lambda: loss.detach().numpy()}[returns]()
+    return fn
+
+
+def test_train_step_check_accepts_right_versions(capsys):
+    passes(check_train_step, train_step, capsys)
+    passes(check_train_step, step_with(), capsys)
+    passes(check_train_step, step_with(set_to_none=False), capsys)             # zero_grad(set_to_none=False)
+    passes(check_train_step, step_with(zero_grad="model"), capsys)             # model.zero_grad()
+    passes(check_train_step, step_with(zero_grad="after the step"), capsys)    # clean gradients for the next step
+    passes(check_train_step, step_with(clip="by hand"), capsys)                # the global norm, computed by hand
+    passes(check_train_step, step_with(returns="float"), capsys)               # float(loss)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(zero_grad="none"), ["after step 2", "pile up", "optimizer.zero_grad()"]),
+    (dict(zero_grad="between"), ["did not change", "between loss.backward() and optimizer.step()"]),
+    (dict(optimizer_step=False), ["did not change", "optimizer.step() is missing"]),
+    (dict(scheduler_first=True), ["learning rate of the *next* step", "after optimizer.step()"]),
+    (dict(step_scheduler=False), ["first step's learning rate", "scheduler.step()"]),
+    (dict(clip="after the step"), ["not clipped before the update", "*before* optimizer.step()"]),
+    (dict(clip="none"), ["not clipped before the update", "clip_grad_norm_"]),
+    (dict(clip="norm 1.0"), ["clipped to a norm of 1.0, not to clip_norm=0.05"]),
+    (dict(clip="value"), ["clip_grad_value_ clips every entry"]),
+    (dict(backward="twice"), ["raised RuntimeError", "loss.backward() ran twice"]),
+    (dict(backward="twice, retained"), ["twice what they should be", "retain_graph=True"]),
+    (dict(mode="none"), ["dropout were off", "eval mode", "model.train()"]),
+    (dict(mode="eval"), ["dropout were off", "eval mode", "model.train()"]),
+    (dict(returns="tensor"), ["still attached to its graph", "loss.item()"]),
+    (dict(returns="detached"), ["returned a tensor", "loss.item()"]),
+    (dict(returns="none"), ["returned None", "return loss.item()"]),
+    (dict(returns="numpy"), ["returned a ndarray", "loss.item()"]),
+])
+def test_train_step_check_names_each_mistake(kwargs, words):
+    rejects(check_train_step, step_with(**kwargs), *words)
+
+
+def test_train_step_check_rejects_the_loss_after_the_update():
+    def loss_after(model, batch, loss_fn, optimizer, scheduler, clip_norm=1.0):
+        train_step(model, batch, loss_fn, optimizer, scheduler, clip_norm)
+        with torch.no_grad():
+            return loss_fn(model.eval(), batch).item()
+    rejects(check_train_step, loss_after, "the batch's loss before the update")
+
+
+def test_train_step_check_cases_tell_each_mistake_from_the_reference(recwarn):
+    """Each mistake the check names changes the parameters in at least one of its cases, by far more
+    than the tolerance: the check's cases are sharp enough to see it."""
+    from transformer_lib.checks.training import _STEP_CASES, _gradient_norm, _run_steps, _step_mistakes, _wrong_step
+    warnings.simplefilter("ignore")                      # PyTorch warns about the scheduler-first mistake
+    assert _gradient_norm() > 20 * _STEP_CASES[0][2] and _gradient_norm() > 1.0    # clipping to 0.05 (or 1.0) matters
+    for mistake in _step_mistakes(1.0):
+        largest = 0.0
+        for _, kind, clip_norm, steps in _STEP_CASES:
+            ref = _run_steps(train_step, kind, clip_norm, steps)[0]
+            wrong = _run_steps(_wrong_step(mistake), kind, clip_norm, steps)[0]
+            largest = max(largest, *((a - b).abs().max().item() for a, b in zip(ref, wrong)))
+        assert largest > 1e-3, mistake

@@ -12,9 +12,10 @@ from conftest import B, T
 from transformer_lib.checkpoint import load_model, save_model
 from transformer_lib.data import DateTask
 from transformer_lib.decoding import greedy_decode
+from transformer_lib.multi_head_attention import fused_attention
 from transformer_lib.training import (SMOKE_STEPS, History, exact_match, label_smoothed_cross_entropy, lr_scheduler,
-                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, token_accuracy, train,
-                                      warmup_linear_decay_lr)
+                                      noam_lr, noam_scheduler, seq2seq_loss, shift_right, to_device, token_accuracy,
+                                      train, train_step, warmup_linear_decay_lr)
 from transformer_lib.transformer import Transformer, TransformerConfig
 
 V = 11
@@ -138,7 +139,7 @@ def task():
 def small_model(task, seed=0, **changes):
     torch.manual_seed(seed)
     config = TransformerConfig.tiny(len(task.src_tokenizer), len(task.tgt_tokenizer), d_model=32, num_heads=2,
-                                    num_layers=1, d_ff=64, dropout=0.0, max_len=32, **changes)
+                                    num_layers=1, d_ff=64, max_len=32, **{"dropout": 0.0, **changes})
     return Transformer(config)
 
 
@@ -184,6 +185,34 @@ def test_train_keeps_its_generic_signature(monkeypatch):
     monkeypatch.setenv("TRANSFORMER_COURSE_SMOKE", "1")
     assert len(train(model, lambda step: (x, y), lambda m, b: F.mse_loss(m(b[0]), b[1]), steps=50,
                      optimizer=opt, progress=False).loss) == SMOKE_STEPS
+
+
+def test_train_is_a_loop_over_train_step(task, monkeypatch):
+    """Lesson 08 says so: the same steps by hand give the same losses, rates and weights."""
+    monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE", raising=False)
+    runs = []
+    for by_hand in (False, True):
+        model = small_model(task, seed=5, dropout=0.1)
+        opt = torch.optim.AdamW(model.parameters(), lr=1.0)
+        sched = lr_scheduler(opt, lambda step: 1e-3 * step)
+        batches = task.batch_stream(16, seed=1)
+        torch.manual_seed(7)
+        if by_hand:
+            losses, lrs = [], []
+            with fused_attention(model):                 # as train() runs its steps
+                for _ in range(5):
+                    lrs.append(opt.param_groups[0]["lr"])
+                    losses.append(train_step(model, to_device(batches(), "cpu"), seq2seq_loss(0.1), opt, sched,
+                                             clip_norm=0.5))
+        else:
+            history = train(model, batches, seq2seq_loss(0.1), steps=5, optimizer=opt, scheduler=sched,
+                            clip_norm=0.5, progress=False)
+            losses, lrs = history.loss, history.lr
+        assert all(isinstance(loss, float) for loss in losses)
+        runs.append((losses, lrs, torch.cat([p.detach().flatten() for p in model.parameters()])))
+    assert runs[0][1] == runs[1][1] == pytest.approx([1e-3 * s for s in range(1, 6)])
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
+    assert torch.allclose(runs[0][2], runs[1][2], atol=1e-6)
 
 
 def test_train_raises_on_a_non_finite_loss(monkeypatch):

@@ -5,7 +5,7 @@
 * :func:`seed_everything`: Python, NumPy and PyTorch seeded, the thread count fixed;
 * :func:`pick_device`: CUDA when present, else the CPU;
 * :func:`smoke_test_mode` (``TRANSFORMER_COURSE_SMOKE=1``): training runs :data:`SMOKE_STEPS` steps
-  only, and :func:`assert_trained` checks nothing;
+  only (:func:`training_steps`), and :func:`assert_trained` checks nothing;
 * :func:`setup_notebook`: the first cell of every lesson.
 
 Nothing here imports matplotlib or ipywidgets at import time (see ``transformer_lib.plotting``).

@@ -1,9 +1,10 @@
 """Lesson 08 (and 09-11): training.
 
-``train`` is the one loop every training lesson uses: it draws batches, computes a loss with
-a function you pass (with the attention layers on their fused kernel: training draws no
-attention pictures), back-propagates, clips the gradient norm, steps the optimiser and the
-learning-rate schedule, shows a progress bar, and records a :class:`History`.
+``train_step`` is one training step on one batch: forward pass and loss, back-propagation,
+gradient clipping, the optimiser's and the learning-rate schedule's step (lesson 08 writes it).
+``train`` is the loop every training lesson uses: it draws batches and runs ``train_step`` on each
+(with the attention layers on their fused kernel: training draws no attention pictures), shows a
+progress bar, evaluates, and records a :class:`History`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from ._deprecated import moved
 from .multi_head_attention import fused_attention
-from .runtime import SMOKE_STEPS, smoke_test_mode
+from .runtime import SMOKE_STEPS, training_steps  # noqa: F401 - SMOKE_STEPS: imported from here too
 from .validation import (check_device, check_flag, check_int, check_module, check_number, check_positive_int,
                          check_sequence, check_tensor, out_of_range_targets)
 
@@ -54,18 +55,48 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
+def train_step(model: nn.Module, batch: Any, loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+               optimizer: torch.optim.Optimizer, scheduler: Any | None = None, clip_norm: float | None = 1.0) -> float:
+    """One training step on one batch; returns the batch's loss (before the update) as a float.
+
+    Args:
+        model: the model (its parameters must be in ``optimizer``).
+        batch: one batch, on the model's device.
+        loss_fn: ``loss_fn(model, batch) -> scalar loss`` (the forward pass and the loss).
+        optimizer: e.g. ``torch.optim.AdamW(model.parameters(), lr=...)``.
+        scheduler: a learning-rate scheduler, stepped after the optimiser (``None``: none).
+        clip_norm: clip the gradients' global norm to this value (``None``: no clipping).
+    """
+    model.train()                                        # dropout on (after an evaluation it was off)
+    optimizer.zero_grad(set_to_none=True)                # backward adds to .grad: forget the last step's
+    loss = loss_fn(model, batch)                         # forward pass and loss
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError(f"loss_fn must return a scalar loss tensor, got {_what(loss)}")
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the loss became {loss.item()}: lower the learning rate")
+    loss.backward()                                      # d loss / d parameter into every .grad
+    if clip_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), clip_norm)   # the gradients' global norm <= clip_norm
+    optimizer.step()                                     # the update, with the clipped gradients
+    if scheduler is not None:
+        scheduler.step()                                 # the learning rate of the *next* step
+    return loss.item()                                   # a float: keeps no graph alive
+
+
 def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
           loss_fn: Callable[[nn.Module, Any], torch.Tensor], *, steps: int,
           optimizer: torch.optim.Optimizer, scheduler: Any | None = None, clip_norm: float | None = 1.0,
           evaluate: Callable[[nn.Module], dict[str, float]] | None = None, eval_every: int = 0,
           progress: bool = True, desc: str = "training", device: torch.device | str | None = None) -> History:
-    """Train ``model`` for ``steps`` optimiser steps and return its :class:`History`.
+    """Train ``model`` for ``steps`` optimiser steps and return its :class:`History`: the loop
+    ``for step ...: history.loss.append(train_step(model, batch, loss_fn, optimizer, scheduler, clip_norm))``
+    plus the bookkeeping (batches drawn and moved to the device, a progress bar, evaluations, history).
 
     Args:
         model: the model (its parameters must be in ``optimizer``).
         batches: an iterable of batches (cycled when exhausted) or a function ``step -> batch``.
         loss_fn: ``loss_fn(model, batch) -> scalar loss``.
-        steps: number of optimiser steps (``SMOKE_STEPS`` in smoke-test mode, see ``runtime.smoke_test_mode``).
+        steps: number of optimiser steps (``SMOKE_STEPS`` in smoke-test mode, see ``runtime.training_steps``).
         optimizer: e.g. ``torch.optim.AdamW(model.parameters(), lr=...)``.
         scheduler: a learning-rate scheduler stepped after every optimiser step.
         clip_norm: clip the gradients' global norm to this value (``None``: no clipping).
@@ -94,8 +125,7 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
     if isinstance(batches, torch.Tensor) or not (callable(batches) or hasattr(batches, "__iter__")):
         raise TypeError(f"batches must be an iterable of batches or a function step -> batch, "
                         f"got {type(batches).__name__}")
-    if smoke_test_mode():
-        steps = min(steps, SMOKE_STEPS)
+    steps = training_steps(steps)
     device = next(model.parameters()).device if device is None else check_device("device", device)
     if callable(batches):
         draw = batches
@@ -111,25 +141,17 @@ def train(model: nn.Module, batches: Iterable | Callable[[int], Any],
     history = History()
     bar = _progress_bar(steps, desc) if progress else None
     start = time.perf_counter()
-    model.train()
     for step in range(1, steps + 1):
         batch = to_device(draw(step), device)
-        with fused_attention(model):                     # no attention weights to keep: the fast kernel
-            loss = loss_fn(model, batch)
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise TypeError(f"loss_fn must return a scalar loss tensor, got {_what(loss)} at step {step}")
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
-        optimizer.step()
         history.step.append(step)
-        history.loss.append(loss.item())
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        if scheduler is not None:
-            scheduler.step()
+        history.lr.append(optimizer.param_groups[0]["lr"])          # the rate this step uses
+        try:
+            with fused_attention(model):                 # no attention weights to keep: the fast kernel
+                history.loss.append(train_step(model, batch, loss_fn, optimizer, scheduler, clip_norm))
+        except (TypeError, FloatingPointError) as e:
+            if type(e) in (TypeError, FloatingPointError):
+                raise type(e)(f"{e} at step {step}") from e
+            raise
         if evaluate is not None and ((eval_every and step % eval_every == 0) or step == steps):
             model.eval()
             with torch.no_grad():

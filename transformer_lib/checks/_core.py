@@ -354,14 +354,16 @@ def _is_untouched_stub(error: NotImplementedError, fn: Callable) -> bool:
 
 
 def call(fn: Callable, *args, case: str = "", hints: dict[str, str] | None = None,
-         explain: Callable[[BaseException], str | None] | None = None, **kwargs):
+         explain: Callable[[BaseException], str | None] | None = None, trains: bool = False, **kwargs):
     """Call the learner's ``fn`` on copies of the arguments and return its result.
 
     * An error becomes a :class:`CheckFailed` that names the input (``case``) and adds one line
       saying what to change: ``explain(error)`` if it returns one, else the first of ``hints``
       (regular expression -> advice) that matches the message, else :func:`translate`.
     * The untouched stub stops the check as "not implemented yet" (on the first call only).
-    * Any argument changed in place (a tensor, a dict or list, a module's parameters) fails.
+    * Any argument changed in place (a tensor, a dict or list, a module's parameters) fails,
+      except the parameters of the modules given to a training step (``trains=True``): updating
+      them is its job.
     """
     __tracebackhide__ = True
     run = _current()
@@ -370,7 +372,7 @@ def call(fn: Callable, *args, case: str = "", hints: dict[str, str] | None = Non
     memo: dict[int, Any] = {}
     copies = [_copy(a, memo) for a in args]
     kw_copies = {k: _copy(v, memo) for k, v in kwargs.items()}
-    modules = _module_states(list(args) + list(kwargs.values()))
+    modules = [] if trains else _module_states(list(args) + list(kwargs.values()))
     try:
         with _capture_frame(fn, run):
             result = fn(*copies, **kw_copies)

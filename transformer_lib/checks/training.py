@@ -1,19 +1,22 @@
 """Checks for the lesson 08 exercises: the label-smoothed loss, the learning-rate schedule,
-greedy decoding."""
+the training step, greedy decoding."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 
+from ..data import Batch
 from ..decoding import BOS_ID, EOS_ID, greedy_decode
 from ..masks import padding_mask
-from ..training import label_smoothed_cross_entropy, noam_lr
+from ..training import label_smoothed_cross_entropy, lr_scheduler, noam_lr, shift_right, train_step
 from ..transformer import Transformer, TransformerConfig
-from ._core import as_real_number, call, describe, diagnose, exercise, expect_close, fail
+from ._core import as_real_number, call, close, describe, diagnose, exercise, expect_close, fail, where_wrong
 from ._watch import spy
 
-__all__ = ["check_label_smoothed_cross_entropy", "check_noam_lr", "check_greedy_decode", "decoding_test_model"]
+__all__ = ["check_label_smoothed_cross_entropy", "check_noam_lr", "check_train_step", "check_greedy_decode",
+           "decoding_test_model", "train_step_test_model"]
 
 
 # -- the label-smoothed loss -------------------------------------------------------------------
@@ -314,3 +317,193 @@ def check_greedy_decode(fn):
                  f"far (starting with <bos>), take the logits of the last position and their argmax over the "
                  f"vocabulary (dim=-1)")
     return len(cases)
+
+
+# -- the training step -------------------------------------------------------------------------
+
+def train_step_test_model(seed: int = 0) -> Transformer:
+    """A tiny Transformer (source vocabulary 13, target 11, d_model 12, 3 heads, one layer each)
+    with dropout 0.3, so that a step in eval mode (dropout off) differs from one in train mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        config = TransformerConfig(src_vocab_size=13, tgt_vocab_size=11, d_model=12, num_heads=3, num_layers=1,
+                                   d_ff=20, dropout=0.3, max_len=16)
+        return Transformer(config)
+
+
+def _step_batches(n: int = 2) -> list[Batch]:
+    """``n`` padded batches of 3 sources (S=7) and targets (T=5), fixed by a seed."""
+    g = torch.Generator().manual_seed(5)
+    batches = []
+    for _ in range(n):
+        src = torch.randint(4, 13, (3, 7), generator=g)
+        src[1, 5:] = 0                                                         # padding in one source
+        tgt_out = torch.randint(4, 11, (3, 5), generator=g)
+        tgt_out[:, -1] = EOS_ID
+        tgt_out[2, 3:] = torch.tensor([EOS_ID, 0])                             # a shorter target, padded
+        batches.append(Batch(src, shift_right(tgt_out, BOS_ID), tgt_out))
+    return batches
+
+
+def _teacher_forced_loss(model, batch) -> torch.Tensor:
+    """The loss_fn the check passes: lesson 08's teacher-forced, label-smoothed loss."""
+    logits = model(batch.src, batch.tgt_in)                                    # (B, T, V)
+    return label_smoothed_cross_entropy(logits, batch.tgt_out, smoothing=0.1, pad_id=model.config.pad_id)
+
+
+#: (what the case is, optimiser, clip_norm, steps). SGD makes every change of the gradient show in the
+#: update (Adam's first step hardly depends on the gradient's scale); the small clip_norm of the first
+#: case is far below the gradient norm, so clipping matters there; the second never clips, so doubled
+#: gradients show; two steps show what one step leaves behind (gradients, the learning rate).
+_STEP_CASES = [("one SGD step with clip_norm=0.05 (far below the gradient norm)", "sgd", 0.05, 1),
+               ("two SGD steps with momentum and clip_norm=1000 (nothing to clip)", "momentum", 1000.0, 2),
+               ("two AdamW steps as in the lesson, clip_norm=1.0", "adamw", 1.0, 2)]
+
+
+def _optimizer(kind: str, model) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    if kind == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), betas=(0.9, 0.98), eps=1e-9, weight_decay=0.01)
+        return optimizer, lr_scheduler(optimizer, lambda step: 0.01 * (step + 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9 if kind == "momentum" else 0.0)
+    # a warm-up: every step has its own rate, and no rate is twice another (which doubled gradients would mimic)
+    return optimizer, lr_scheduler(optimizer, lambda step: 0.1 * (step + 2))
+
+
+def _flat(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _run_steps(step: Callable, kind: str, clip_norm: float, steps: int):
+    """Run ``step(model, batch, loss_fn, optimizer, scheduler, clip_norm)`` ``steps`` times on a fresh
+    tiny model (put in eval mode before each step, as after an evaluation; dropout seeded the same
+    for every version). Returns the parameters after each step and what each call returned."""
+    model = train_step_test_model()
+    optimizer, scheduler = _optimizer(kind, model)
+    params, returned = [], []
+    for i, batch in enumerate(_step_batches(steps)):
+        model.eval()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(100 + i)
+            returned.append(step(model, batch, _teacher_forced_loss, optimizer, scheduler, clip_norm))
+        params.append(_flat(model))
+    return params, returned
+
+
+def _wrong_step(mistake: str):
+    """The reference step with one typical mistake, for diagnoses."""
+    def step(model, batch, loss_fn, optimizer, scheduler, clip_norm):
+        model.train(mistake != "eval")
+        if mistake != "no zero_grad":
+            optimizer.zero_grad()
+        loss = loss_fn(model, batch)
+        loss.backward(retain_graph=mistake == "backward twice")
+        if mistake == "backward twice":
+            loss.backward()
+        if mistake == "scheduler first":
+            scheduler.step()
+        params = list(model.parameters())
+        if mistake == "clip_grad_value_":
+            torch.nn.utils.clip_grad_value_(params, clip_norm)
+        elif mistake == "clip to 1.0":
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+        elif mistake != "no clipping":
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        if mistake != "no optimizer step":
+            optimizer.step()
+        if mistake not in ("scheduler first", "no scheduler step"):
+            scheduler.step()
+        return loss.item()
+    return step
+
+
+def _gradient_norm() -> float:
+    model = train_step_test_model().train()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(100)
+        _teacher_forced_loss(model, _step_batches(1)[0]).backward()
+    return float(torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+
+
+_STEP_ORDER = ("model.train(); optimizer.zero_grad(); loss = loss_fn(model, batch); loss.backward(); "
+               "torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm); optimizer.step(); scheduler.step(); "
+               "return loss.item()")
+
+
+def _step_mistakes(clip_norm: float) -> dict[str, str]:
+    """mistake -> what the learner reads."""
+    return {
+        "eval": "the parameters moved as if dropout were off: the step ran in eval mode. Start the step with "
+                "model.train(): the model may come from an evaluation, and model.eval() switches dropout off "
+                "(train() and eval() only set the mode; they do not train or evaluate anything)",
+        "no optimizer step": "the parameters did not change: optimizer.step() is missing, or the gradients were "
+                             "cleared (zero_grad) between loss.backward() and optimizer.step(). zero_grad comes "
+                             "before the backward pass, optimizer.step() after it",
+        "scheduler first": "the update used the learning rate of the *next* step: scheduler.step() ran before "
+                           "optimizer.step(). The scheduler sets the rate for the step after this one, so call it "
+                           "last, after optimizer.step()",
+        "no scheduler step": "the second step used the first step's learning rate: call scheduler.step() once "
+                             "per step, after optimizer.step()",
+        "no clipping": f"the gradients were not clipped before the update: their norm is far above "
+                       f"clip_norm={clip_norm}, and the parameters moved as far as the unclipped gradient says. "
+                       f"Call torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm) after loss.backward() "
+                       f"and *before* optimizer.step() (clipping after the step, or not at all, changes nothing "
+                       f"of this update)",
+        "clip to 1.0": f"the gradients were clipped to a norm of 1.0, not to clip_norm={clip_norm}: pass the "
+                       f"argument, clip_grad_norm_(model.parameters(), clip_norm)",
+        "clip_grad_value_": "clip_grad_value_ clips every entry of the gradient on its own, which changes its "
+                            "direction: clip the global norm, torch.nn.utils.clip_grad_norm_(model.parameters(), "
+                            "clip_norm), which scales the whole gradient down",
+        "no zero_grad": "the second step moved the parameters by the first step's gradients plus its own: "
+                        "loss.backward() *adds* to every .grad, so without optimizer.zero_grad() (before the "
+                        "backward pass) the gradients pile up from step to step",
+        "backward twice": "the gradients are twice what they should be: loss.backward() ran twice (with "
+                          "retain_graph=True), and backward adds to .grad. Call it once per step",
+    }
+
+
+def _explain_step_error(error: BaseException) -> str | None:
+    text = str(error)
+    if "backward through the graph a second time" in text:
+        return ("loss.backward() ran twice: the first call frees the graph it went through, and a second "
+                "backward adds the gradients again anyway. Call loss.backward() once per step")
+    if "does not require grad" in text:
+        return ("loss.backward() needs the loss tensor with its graph: call it on what loss_fn(model, batch) "
+                "returned (not on loss.item() or loss.detach(), and not under torch.no_grad())")
+    return None
+
+
+def _check_returned(got, expected: float, where: str) -> None:
+    if isinstance(got, torch.Tensor):
+        if got.requires_grad:
+            fail(f"{where} train_step returned the loss tensor, still attached to its graph: return "
+                 f"loss.item(), a Python float. A tensor with a graph keeps the whole step's activations "
+                 f"alive for as long as you keep the loss (in a list of losses: every step's), and memory grows")
+        fail(f"{where} train_step returned a tensor ({describe(got)}): return loss.item(), a Python float")
+    if got is None:
+        fail(f"{where} train_step returned None: end it with return loss.item()")
+    if not isinstance(got, float):
+        fail(f"{where} train_step returned {describe(got)}: return loss.item(), a Python float")
+    if not math.isclose(got, expected, rel_tol=1e-4, abs_tol=1e-5):
+        fail(f"{where} train_step returned {got:.6g}, but the batch's loss before the update is {expected:.6g}: "
+             f"return loss.item() of the loss the step computed (one forward pass), not another one")
+
+
+@exercise(reference=train_step)
+def check_train_step(fn):
+    for case, kind, clip_norm, steps in _STEP_CASES:
+        def learner(*args, case=case):
+            return call(fn, *args, case=case, trains=True, explain=_explain_step_error)
+        got_params, got_returned = _run_steps(learner, kind, clip_norm, steps)
+        expected_params, expected_returned = _run_steps(train_step, kind, clip_norm, steps)
+        for i, (got, expected) in enumerate(zip(got_params, expected_params)):
+            where = f"on {case}, after step {i + 1}:"
+            if not close(got, expected, atol=1e-5, rtol=1e-4):
+                mistakes = _step_mistakes(clip_norm)
+                for mistake, message in mistakes.items():
+                    wrong = _run_steps(_wrong_step(mistake), kind, clip_norm, steps)[0][i]
+                    if close(got, wrong, atol=1e-5, rtol=1e-4):
+                        fail(f"{where} {message}")
+                fail(f"{where} the parameters differ from the reference step's ({where_wrong(got, expected)}, "
+                     f"over all parameters flattened). The step is: {_STEP_ORDER}")
+            _check_returned(got_returned[i], expected_returned[i], where)
+    return len(_STEP_CASES)
