@@ -1,4 +1,5 @@
-"""Checks for lesson 11's exercises: the causal LM loss, one KV-cache step, top-k sampling."""
+"""Checks for lesson 11's exercises: the causal LM loss, the GPT block and model, one KV-cache step,
+temperature, top-k and top-p sampling."""
 from __future__ import annotations
 
 import torch
@@ -9,10 +10,11 @@ from ..gpt import causal_lm_loss
 from ..kv_cache import kv_cache_step
 from ..masks import causal_mask
 from ..multi_head_attention import MultiHeadAttention, merge_heads, split_heads
-from ..sampling import top_k_probs
-from ._core import call, close, describe, exercise, expect_close, expect_tensor, fail
+from ..sampling import temperature_probs, top_k_probs, top_p_probs
+from ._core import CheckFailed, call, close, describe, exercise, expect_close, expect_tensor, fail
 
-__all__ = ["check_causal_lm_loss", "check_kv_cache_step", "check_top_k_probs"]
+__all__ = ["check_causal_lm_loss", "check_kv_cache_step", "check_temperature_probs", "check_top_k_probs",
+           "check_top_p_probs"]
 
 
 # ---- the causal LM loss --------------------------------------------------------------------
@@ -192,4 +194,140 @@ def check_top_k_probs(fn):
                      hint="Each row should be the softmax over its k largest logits, exactly 0 elsewhere, summing to 1.")
         if not close(got.sum(-1), torch.ones(shape[:-1])):
             fail(f"rows do not sum to 1 on {case}")
+    return len(cases)
+
+
+def _not_probabilities(got, case: str) -> None:
+    """Fail when a sampling exercise returned logits (with -inf, or rows not summing to 1)."""
+    __tracebackhide__ = True
+    if isinstance(got, torch.Tensor) and got.is_floating_point() and torch.isinf(got).any():
+        fail(f"the result on {case} contains -inf: it looks like filtered logits. Return probabilities: "
+             "apply softmax after setting the other logits to -inf")
+
+
+# ---- temperature ---------------------------------------------------------------------------
+
+def _expect_value_error(fn, logits, temperature, why: str) -> None:
+    """The learner's function must refuse ``temperature`` with a ValueError."""
+    __tracebackhide__ = True
+    case = f"temperature={temperature}"
+    try:
+        got = call(fn, logits, temperature, case=case)
+    except CheckFailed as e:
+        error = e.learner_error
+        if error is None:
+            raise
+        if not isinstance(error, ValueError):
+            fail(f"{case} should raise ValueError ({why}), got {type(error).__name__}: {error}. Write "
+                 "`if temperature <= 0: raise ValueError(...)` (an assert is not it: `python -O` removes asserts)",
+                 error)
+        return
+    fail(f"{case} returned {describe(got)}: it should raise ValueError, because {why}. Start with "
+         "`if temperature <= 0: raise ValueError(...)`")
+
+
+@exercise(reference=temperature_probs)
+def check_temperature_probs(fn):
+    g = torch.Generator().manual_seed(7)
+    ties = torch.tensor([[2.0, 2.0, -1.0, 0.5, 2.0, 0.5, -3.0]])
+    cases = [(torch.randn(2, 11, generator=g) * 2, 0.5), (torch.randn(3, 7, generator=g), 2.0),
+             (torch.randn(1, 5, generator=g) * 3, 1.0), (torch.randn(2, 3, 9, generator=g), 0.7),
+             (ties, 0.25), (torch.randn(4, 13, generator=g) * 4 + 30, 3.0)]
+    for logits, tau in cases:
+        case = f"logits {tuple(logits.shape)} and temperature={tau}"
+        got = call(fn, logits, tau, case=case)
+        _not_probabilities(got, case)
+        want = temperature_probs(logits, tau)
+        mistakes = {
+            "it multiplies the logits by the temperature: divide them, softmax(logits / temperature), so that "
+            "a temperature below 1 sharpens the distribution": torch.softmax(logits * tau, dim=-1),
+            "it divides after the softmax: the probabilities no longer sum to 1, and dividing all of them by the "
+            "same number does not change their ratios. Divide the logits first, then softmax":
+                torch.softmax(logits, dim=-1) / tau,
+            "it applies the temperature to probabilities (softmax, divide, softmax again): divide the logits "
+            "themselves, then softmax once": torch.softmax(torch.softmax(logits, dim=-1) / tau, dim=-1),
+            "it returns the scaled logits: the exercise asks for probabilities, softmax(logits / temperature, "
+            "dim=-1)": logits / tau,
+            "it ignores the temperature: divide the logits by it before the softmax": torch.softmax(logits, dim=-1),
+        }
+        if logits.dim() == 2 and logits.shape[0] > 1:
+            mistakes["the softmax runs over the batch (dim=0): normalise over the vocabulary, dim=-1"] = \
+                torch.softmax(logits / tau, dim=0)
+        if tau == 1.0:
+            del mistakes["it ignores the temperature: divide the logits by it before the softmax"]
+        expect_close(got, want, f"the probabilities on {case}", mistakes=mistakes,
+                     hint="Expected softmax(logits / temperature, dim=-1).")
+    logits = cases[0][0]
+    _expect_value_error(fn, logits, 0.0, "temperature 0 divides by zero; its limit is greedy decoding (argmax), "
+                        "which the lesson does separately")
+    _expect_value_error(fn, logits, -1.0, "a negative temperature turns the ranking upside down: the least likely "
+                        "token would become the most likely")
+    return len(cases) + 2
+
+
+# ---- top-p (nucleus) sampling ----------------------------------------------------------------
+
+def _nucleus(logits, keep_sorted):
+    """softmax over the tokens that ``keep_sorted(sorted_probs) -> bool (..., V)`` keeps, in sorted order."""
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order, keep_sorted(sorted_probs))
+    return torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=-1), keep
+
+
+def _keep_count(sorted_probs, p, extra):
+    """The correct nucleus (kept: the mass ranked higher is < p) with ``extra`` more or fewer tokens."""
+    n = ((sorted_probs.cumsum(-1) - sorted_probs) < p).sum(-1, keepdim=True) + extra     # (..., 1)
+    rank = torch.arange(sorted_probs.shape[-1]).expand_as(sorted_probs)
+    return rank < n
+
+
+def _top_p_mistakes(logits, p):
+    V = logits.shape[-1]
+    probs = torch.softmax(logits, dim=-1)
+    correct, keep = _nucleus(logits, lambda sp: _keep_count(sp, p, 0))
+    mistakes = {
+        "it keeps every token (sampling from the full distribution): keep only the nucleus": probs,
+        "it is not renormalised: divide the kept probabilities by their sum so each row sums to 1 (or take "
+        "softmax over the kept logits)": probs * keep,
+        "it leaves out the token whose probability makes the sum reach p: keep a token when the mass ranked "
+        "*above* it is still below p (cumsum - probs < p), so the nucleus reaches p":
+            _nucleus(logits, lambda sp: (sp.cumsum(-1) < p) | (torch.arange(V) == 0))[0],
+        "it keeps one token too many: the nucleus ends with the token whose probability makes the sum reach p":
+            _nucleus(logits, lambda sp: _keep_count(sp, p, 1))[0],
+        "it sorts in ascending order, so it keeps the *least* likely tokens: sort with descending=True":
+            _nucleus(logits, lambda sp: (sp.flip(-1).cumsum(-1) - sp.flip(-1) < p).flip(-1))[0],
+    }
+    empty = (probs.sort(dim=-1, descending=True).values.cumsum(-1) < p).sum(-1) == 0
+    if bool(empty.any()):
+        mistakes = {"a row where the most likely token alone has probability >= p kept no token at all: always keep "
+                    "the most likely token (the mass ranked above it is 0 < p)":
+                    _nucleus(logits, lambda sp: sp.cumsum(-1) < p)[0], **mistakes}
+    if logits.dim() == 2 and logits.shape[0] > 1:
+        mistakes["the softmax runs over the batch (dim=0): normalise over the vocabulary, dim=-1"] = \
+            torch.softmax(logits.masked_fill(~keep, float("-inf")), dim=0).nan_to_num(0.0)
+    return correct, mistakes
+
+
+def _top_p_cases(g):
+    """Logits whose cumulative sorted probabilities stay at least 1e-3 away from p, ties included."""
+    ties = torch.tensor([[3.0, 3.0, 1.0, 1.0, 1.0, -2.0, 0.0], [0.5, 2.5, 0.5, 2.5, -1.0, 0.5, -4.0]])
+    first, second = _distinct_logits((2, 11), g) * 0.5, _distinct_logits((3, 7), g) * 0.4
+    return [(second, 0.55), (first, 0.9),
+            (_distinct_logits((2, 3, 9), g) * 0.3, 0.75), (ties, 0.6), (ties, 0.95),
+            (_distinct_logits((2, 13), g), 0.05), (_distinct_logits((1, 6), g) * 0.2, 1.0)]
+
+
+@exercise(reference=top_p_probs)
+def check_top_p_probs(fn):
+    g = torch.Generator().manual_seed(8)
+    cases = _top_p_cases(g)
+    for logits, p in cases:
+        case = f"logits {tuple(logits.shape)} and p={p}"
+        got = call(fn, logits, p, case=case)
+        _not_probabilities(got, case)
+        want, mistakes = _top_p_mistakes(logits, p)
+        expect_close(got, want, f"the probabilities on {case}", mistakes=mistakes,
+                     hint="Sort the probabilities in descending order, keep a token while the mass ranked above it "
+                          "is below p, and renormalise the kept ones.")
     return len(cases)
