@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from transformer_lib import FeedForward, KVCache, LayerNorm, MultiHeadAttention, causal_mask, merge_heads, scaled_dot_product_attention, split_heads
-from transformer_lib.checks import (CheckFailed, check_causal_lm_loss, check_gpt_block, check_kv_cache_step,
-                                    check_mini_gpt, check_temperature_probs,
+from transformer_lib.checks import (CheckFailed, check_causal_lm_loss, check_Block, check_kv_cache_step,
+                                    check_MiniGPT, check_temperature_probs,
                                     check_top_k_probs, check_top_p_probs)
 from transformer_lib.gpt import GPT, Block, GPTConfig, MiniGPT, causal_lm_loss, mini_gpt_state_dict
 from transformer_lib.kv_cache import kv_cache_step
@@ -335,7 +335,7 @@ def attend(b, h, mask):
 
 def test_block_accepts_correct_versions(capsys):
     for cls in (Block, LibraryLayerNormBlock):
-        assert check_gpt_block(cls) is cls
+        assert check_Block(cls) is cls
     assert capsys.readouterr().out.count("✅") == 2
 
 
@@ -392,7 +392,7 @@ def tanh_gelu_mlp(b, h, act):
 ])
 def test_block_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
-        check_gpt_block(wrong)
+        check_Block(wrong)
 
 
 class MiniGPTWithPlainPositions(nn.Module):
@@ -417,7 +417,7 @@ class MiniGPTWithPlainPositions(nn.Module):
 
 def test_mini_gpt_accepts_correct_versions(capsys):
     for cls in (MiniGPT, MiniGPTWithPlainPositions):
-        assert check_mini_gpt(cls) is cls
+        assert check_MiniGPT(cls) is cls
     assert capsys.readouterr().out.count("✅") == 2
 
 
@@ -468,7 +468,7 @@ class PlainListGPT(MiniGPT):
 ])
 def test_mini_gpt_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):
-        check_mini_gpt(wrong)
+        check_MiniGPT(wrong)
 
 
 def test_mini_gpt_with_library_weights_equals_the_library_gpt():

@@ -15,8 +15,8 @@ from ..multi_head_attention import MultiHeadAttention, merge_heads, split_heads
 from ..sampling import temperature_probs, top_k_probs, top_p_probs
 from ._core import CheckFailed, call, close, describe, exercise, expect_close, expect_tensor, fail
 
-__all__ = ["check_causal_lm_loss", "check_gpt_block", "check_mini_gpt", "check_kv_cache_step", "check_temperature_probs", "check_top_k_probs",
-           "check_top_p_probs"]
+__all__ = ["check_causal_lm_loss", "check_Block", "check_MiniGPT", "check_kv_cache_step", "check_temperature_probs",
+           "check_top_k_probs", "check_top_p_probs"]
 
 
 # ---- the causal LM loss --------------------------------------------------------------------
@@ -157,8 +157,8 @@ def _block_mistakes(layer, x):
         }
 
 
-@exercise(reference=Block, name="Block")
-def check_gpt_block(fn):
+@exercise(reference=Block)
+def check_Block(fn):
     g = torch.Generator().manual_seed(9)
     cases = 0
     for (D, H, d_ff), shapes in (((12, 3, 20), ((2, 5), (1, 1), (3, 7))), ((8, 2, 16), ((2, 6),))):
@@ -217,8 +217,8 @@ def _future_leaks(model, ids, V: int, g: torch.Generator) -> bool:
     return False
 
 
-@exercise(reference=MiniGPT, name="MiniGPT")
-def check_mini_gpt(fn):
+@exercise(reference=MiniGPT)
+def check_MiniGPT(fn):
     g = torch.Generator().manual_seed(10)
     configs = ((GPTConfig.tiny(11, d_model=12, num_heads=3, num_layers=2, d_ff=20, max_len=9), ((2, 7), (1, 1), (3, 9))),
                (GPTConfig.tiny(7, d_model=8, num_heads=2, num_layers=1, d_ff=12, max_len=5), ((2, 5),)))
