@@ -193,3 +193,26 @@ def test_old_names_still_work_with_a_deprecation_warning():
         gpt_module.no_such_name
     with pytest.raises(AttributeError):
         model.no_such_module
+
+
+def test_plot_ablation_has_a_title_labels_and_one_curve_per_variant():
+    import matplotlib.pyplot as plt
+
+    from transformer_lib.plotting import plot_ablation
+    from transformer_lib.training import History
+
+    histories = {}
+    for name, last in (("full", 2.0), ("no residuals", 3.0)):
+        h = History()
+        h.evals.extend([{"step": 0, "val_loss": 4.0}, {"step": 10, "val_loss": last}])
+        histories[name] = h
+    fig = plot_ablation(histories, title="What each ingredient buys", baselines={"uniform guess": 4.5})
+    ax = fig.axes[0]
+    assert ax.get_title() == "What each ingredient buys" and ax.get_xlabel() == "step" and "loss" in ax.get_ylabel()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["full (≈2.00)", "no residuals (≈3.00)", "uniform guess (4.50)"]
+    with pytest.raises(ValueError, match="has no 'accuracy'"):
+        plot_ablation(histories, metric="accuracy")
+    with pytest.raises(ValueError, match="at least one"):
+        plot_ablation({})
+    plt.close("all")

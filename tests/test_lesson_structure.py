@@ -39,13 +39,14 @@ def test_lesson_follows_the_recipe(path):
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_every_exercise_is_a_function_followed_by_its_check(path):
+    """A function, or a class (lesson 11's nn.Modules), and right after it the line `name = check_...(name)`."""
     cells = [c for c in load(path)["cells"] if c["cell_type"] == "code"]
     exercises = [i for i, c in enumerate(cells) if "### BEGIN SOLUTION" in c["text"]]
     assert len(exercises) >= (1 if path.stem.startswith("00") else 2)
     for i in exercises:
         text = cells[i]["text"]
-        assert re.search(r"^def \w+\(", text, re.MULTILINE), f"cell {i}: an exercise is a function"
-        name = re.search(r"^def (\w+)\(", text, re.MULTILINE).group(1)
+        assert re.search(r"^(def|class) \w+\(", text, re.MULTILINE), f"cell {i}: an exercise is a function or a class"
+        name = re.search(r"^(?:def|class) (\w+)\(", text, re.MULTILINE).group(1)
         check = CHECK_LINE.search(cells[i + 1]["text"]) if i + 1 < len(cells) else None
         assert check, f"exercise {name}: the next code cell must be `{name} = check_{name}({name})`"
         assert check.group(1) == check.group(2) == check.group(3) == name, f"exercise {name}: check line {check.group(0)!r}"

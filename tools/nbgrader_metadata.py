@@ -102,9 +102,10 @@ def lesson_metadata(nb: dict, where: str) -> list[dict]:
                 raise MetadataError(f"{name(i)} is an exercise, but the next cell is not its check: follow it "
                                     f"with a code cell ending `name = check_name(name)` (CONTRIBUTING.md, Exercises)")
             exercise = match["name"]
-            if not re.search(rf"^\s*def {exercise}\(", source_of(cell), re.M):
+            if not re.search(rf"^\s*(def|class) {exercise}\(", source_of(cell), re.M):
                 raise MetadataError(f"{name(i)} is followed by the check of `{exercise}`, but does not define "
-                                    f"`def {exercise}(`: one exercise per cell, checked right after it")
+                                    f"`def {exercise}(` (or `class {exercise}(`): one exercise per cell, checked "
+                                    f"right after it")
             out[i] = nbgrader(exercise, solution=True)
             out[i + 1] = nbgrader(match["check"], grade=True, locked=True, points=kept_points(cells[i + 1]))
         else:

@@ -16,6 +16,10 @@ Generation appends one token at a time. With a :mod:`~transformer_lib.kv_cache` 
 only the newest token; the keys and values of earlier tokens come from the cache.
 
 Masks are boolean, **True = may attend**.
+
+:class:`Block` and :class:`MiniGPT` are lesson 11's exercise: the same model written out as plain
+``nn.Module`` classes with nanoGPT's names; :func:`mini_gpt_state_dict` maps a :class:`GPT`'s
+weights onto them, so both compute the same logits.
 """
 from __future__ import annotations
 
@@ -27,17 +31,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .decoder import Decoder
+from .decoder import Decoder, DecoderLayer
+from .feed_forward import FeedForward
 from ._deprecated import RenamedAttributes, moved
 from .config import ModelConfig
 from .kv_cache import DecoderCache, new_cache
 from .masks import causal_mask
+from .multi_head_attention import MultiHeadAttention
 from .positional import LearnedPositionalEmbedding
 from .sampling import sample_next
 from .utils import count_parameters
 from .validation import check_flag, check_int, check_tensor, out_of_range_targets
 
-__all__ = ["GPTConfig", "GPT", "causal_lm_loss"]
+__all__ = ["GPTConfig", "GPT", "causal_lm_loss", "Block", "MiniGPT", "block_state_dict", "mini_gpt_state_dict"]
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,96 @@ def causal_lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(pred, target)
     except IndexError as e:
         raise out_of_range_targets(e, "ids", V) from None
+
+
+# ---- the same model written out (lesson 11's exercise) ------------------------------------------
+
+class Block(nn.Module):
+    """One GPT block as its own module, pre-LN, with nanoGPT's names:
+
+        x = x + attn(ln1(x))      (causal self-attention)
+        x = x + mlp(ln2(x))       (feed-forward, tanh-GELU)
+
+    The computation of ``DecoderLayer(d_model, num_heads, d_ff, norm_first=True,
+    activation="gelu_tanh", cross_attention=False)`` without dropout, whose ``norm1``,
+    ``self_attn``, ``norm3`` and ``feed_forward`` are called ``ln1``, ``attn``, ``ln2`` and ``mlp``
+    here (:func:`block_state_dict`).
+
+    Args:
+        d_model, num_heads, d_ff: as for :class:`DecoderLayer`.
+
+    Shape:
+        x ``(B, T, D)`` -> ``(B, T, D)``; position ``i`` sees positions ``0..i`` only.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, d_ff: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, num_heads)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.mlp = FeedForward(d_model, d_ff, activation="gelu_tanh")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(x)                                                            # (B, T, D)
+        x = x + self.attn(h, h, h, mask=causal_mask(x.shape[1], 0, x.device))[0]   # (B, T, D)
+        return x + self.mlp(self.ln2(x))                                           # (B, T, D)
+
+
+class MiniGPT(nn.Module):
+    """A GPT assembled from :class:`Block` s: token embedding + learned positions, the blocks,
+    a final LayerNorm, and an output layer tied to the embedding.
+
+    Args:
+        config: a :class:`GPTConfig` (its ``dropout``, ``activation`` and ``norm_first`` are not
+            used: no dropout, tanh-GELU, pre-LN).
+        block: the block class, called as ``block(d_model, num_heads, d_ff)``.
+
+    Shape:
+        ids ``(B, T)`` -> logits ``(B, T, V)``.
+    """
+
+    def __init__(self, config: GPTConfig, block: type = Block):
+        super().__init__()
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos = LearnedPositionalEmbedding(c.d_model, c.max_len)
+        self.blocks = nn.ModuleList(block(c.d_model, c.num_heads, c.d_ff) for _ in range(c.num_layers))
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.head.weight = self.embed.weight                                      # tied, as in GPT-2
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.pos(self.embed(ids))                                              # (B, T) -> (B, T, D)
+        for block in self.blocks:
+            x = block(x)                                                           # (B, T, D)
+        return self.head(self.ln_f(x))                                             # (B, T, D) -> (B, T, V)
+
+
+#: DecoderLayer's names -> Block's
+BLOCK_NAMES = {"norm1": "ln1", "self_attn": "attn", "norm3": "ln2", "feed_forward": "mlp"}
+
+
+def block_state_dict(layer: DecoderLayer) -> dict[str, torch.Tensor]:
+    """A pre-LN ``DecoderLayer`` without cross-attention's weights under :class:`Block`'s names."""
+    if not isinstance(layer, DecoderLayer) or layer.cross_attn is not None or not layer.norm_first:
+        raise TypeError(f"layer must be a pre-LN DecoderLayer without cross-attention (a GPT block), got {layer!r}")
+    out = {}
+    for key, value in layer.state_dict().items():
+        first, rest = key.split(".", 1)
+        out[f"{BLOCK_NAMES[first]}.{rest}"] = value
+    return out
+
+
+def mini_gpt_state_dict(gpt: GPT) -> dict[str, torch.Tensor]:
+    """A :class:`GPT`'s weights under :class:`MiniGPT`'s names (``model.load_state_dict(...)``)."""
+    if not isinstance(gpt, GPT):
+        raise TypeError(f"gpt must be a GPT, got {type(gpt).__name__}")
+    out = {"embed.weight": gpt.embed.weight, "pos.embedding.weight": gpt.pos.embedding.weight,
+           "ln_f.weight": gpt.decoder.norm.weight, "ln_f.bias": gpt.decoder.norm.bias,
+           "head.weight": gpt.generator.weight}
+    for i, layer in enumerate(gpt.decoder.layers):
+        out.update({f"blocks.{i}.{k}": v for k, v in block_state_dict(layer).items()})
+    return {k: v.detach() for k, v in out.items()}
 
 
 __getattr__ = moved(__name__, {"causal_self_mask": "transformer_lib.masks:causal_mask",

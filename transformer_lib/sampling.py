@@ -22,7 +22,8 @@ import torch
 
 from .validation import check_int, check_number, check_tensor
 
-__all__ = ["apply_temperature", "top_k_filter", "top_k_probs", "top_p_filter", "sample_next"]
+__all__ = ["apply_temperature", "temperature_probs", "top_k_filter", "top_k_probs", "top_p_filter",
+           "top_p_probs", "sample_next"]
 
 
 def _check_logits(logits) -> torch.Tensor:
@@ -61,6 +62,18 @@ def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     check_number("temperature", temperature, low=0.0, low_open=True,
                  hint="0 means greedy: use sample_next(logits, temperature=0)")
     return logits / temperature
+
+
+def temperature_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The distribution sampling at ``temperature`` draws from: ``softmax(logits / temperature)``
+    over the last axis, ``(..., V) -> (..., V)``, every row summing to 1.
+
+    Raises:
+        ValueError: for ``temperature <= 0``. Temperature 0 is the limit of greedy decoding
+            (``argmax``), not a distribution; a negative one would make the least likely token
+            the most likely.
+    """
+    return torch.softmax(apply_temperature(logits, temperature), dim=-1)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -107,6 +120,13 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     drop_sorted = before >= p                                                # the first token has before = 0 < p
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)     # back to vocabulary order
     return logits.masked_fill(drop, float("-inf"))
+
+
+def top_p_probs(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The distribution top-p (nucleus) sampling draws from: the softmax renormalised over the
+    smallest set of most likely tokens whose probabilities sum to at least ``p`` (at least one
+    token), zero elsewhere; every row sums to 1. ``(..., V) -> (..., V)``."""
+    return torch.softmax(top_p_filter(logits, p), dim=-1)
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,

@@ -1,5 +1,5 @@
 """Pictures for lessons 10-12 (BERT, GPT, T5): context masks, the masking rule, filled blanks,
-transfer learning, next-token distributions and their explorer, KV-cache timings, per-task
+transfer learning, the GPT block's ablation, next-token distributions and their explorer, KV-cache timings, per-task
 accuracy, the three families' masks, and relative positions."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from .core import DIVERGING_CMAP, SEQUENTIAL_CMAP, explorer, heatmap, to_numpy
 
 __all__ = ["plot_context_masks", "plot_masking_example", "plot_lm_loss", "plot_top_predictions",
-           "plot_word_map", "plot_transfer_curve", "plot_next_token_choices", "next_token_explorer",
+           "plot_word_map", "plot_transfer_curve", "plot_ablation", "plot_next_token_choices", "next_token_explorer",
            "plot_recomputation", "plot_generation_times", "plot_task_accuracy", "plot_family_masks",
            "plot_relative_positions"]
 
@@ -79,6 +79,16 @@ def plot_masking_example(original: Sequence[Sequence[str]], corrupted: Sequence[
     return fig
 
 
+def _steps_figure(fig, ax, title: str, ylabel: str):
+    """Label a curve-against-step plot (x: step), add its legend, and return the Figure."""
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def plot_lm_loss(history, title: str = "Training loss", smooth: int = 25, evals: str | None = None,
                  ylabel: str = "loss (nats per token)", log: bool = False):
     """The loss per step, its running mean, and optionally an evaluation metric recorded in
@@ -95,12 +105,26 @@ def plot_lm_loss(history, title: str = "Training loss", smooth: int = 25, evals:
     if log:
         ax.set_yscale("log")
         ylabel += " (log scale)"
-    ax.set_xlabel("step")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _steps_figure(fig, ax, title, ylabel)
+
+
+def plot_ablation(histories: dict, metric: str = "val_loss", title: str = "Ablation",
+                  ylabel: str = "held-out loss (nats per token)", baselines: dict[str, float] | None = None):
+    """One curve per variant: ``metric`` from each :class:`~transformer_lib.training.History`
+    against the step, the final value in the legend; ``baselines`` maps a label to a value drawn
+    as a dashed line (e.g. the loss of a uniform guess). Returns the Figure."""
+    if not histories:
+        raise ValueError("histories must map at least one variant's name to its History")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    colours = plt.get_cmap(SEQUENTIAL_CMAP)(np.linspace(0.1, 0.85, len(histories)))
+    for (name, history), colour in zip(histories.items(), colours):
+        steps, values = history.metric(metric)
+        if not values:
+            raise ValueError(f"the history of {name!r} has no {metric!r}: pass evaluate=... to train()")
+        ax.plot(steps, values, "o-", color=colour, markersize=3, label=f"{name} (≈{values[-1]:.2f})")
+    for (label, value), style in zip((baselines or {}).items(), ("--", ":", "-.")):
+        ax.axhline(value, color="grey", linestyle=style, linewidth=0.8, label=f"{label} ({value:.2f})")
+    return _steps_figure(fig, ax, title, ylabel)
 
 
 def plot_top_predictions(panels: Sequence[tuple[str, Sequence[str], Sequence[float]]],
