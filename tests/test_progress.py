@@ -90,7 +90,7 @@ def test_results_are_matched_by_name_and_a_syntax_error_is_reported_where_it_is(
     assert line["scaled_dot_product_attention"].lstrip().startswith("⏳")
     assert line["normalize_rows"].lstrip().startswith("❗")
     assert "(`def normalize_rows(x):`), line 2: SyntaxError:" in line["normalize_rows"]
-    assert "In all: 0 of 4 exercises pass, 1 fail, 1 not started, 2 with an error" in out
+    assert "In all: 0 of 5 exercises pass, 1 fail, 2 not started, 2 with an error" in out
     assert "not reached" not in out
 
 
