@@ -163,6 +163,14 @@ def test_translate_greedy_and_beam(family):
     assert greedy == one_by_one                                              # batching and sorting change nothing
     with pytest.raises(TypeError, match="single str"):
         translate(model, task, "I'm cold.")
+    if family == "transformer":                                             # lesson 11's key/value cache
+        from transformer_lib.kv_cache import new_cache
+        assert translate(model, task, sources, max_len=7, new_cache=new_cache) == greedy
+        assert translate(model, task, sources, beam_size=3, max_len=7, new_cache=new_cache) == beam
+        with pytest.raises(ValueError, match="not both"):
+            translate(model, task, sources, decode=lambda m, src, n: src, new_cache=new_cache)
+        with pytest.raises(TypeError, match="new_cache must be a function"):
+            translate(model, task, sources, new_cache=new_cache(model))
 
 
 # -- helpers of the lesson ----------------------------------------------------------------------

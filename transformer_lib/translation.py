@@ -133,7 +133,8 @@ class TranslationTask:
 
 @torch.no_grad()
 def translate(model, task: TranslationTask, sources: Sequence[str], beam_size: int = 1, alpha: float = 0.0,
-              max_len: int = 32, batch_size: int = 256, decode: Callable | None = None) -> list[str]:
+              max_len: int = 32, batch_size: int = 256, decode: Callable | None = None,
+              new_cache: Callable | None = None) -> list[str]:
     """Translate ``sources`` (a list of English texts) into French texts.
 
     Args:
@@ -143,14 +144,24 @@ def translate(model, task: TranslationTask, sources: Sequence[str], beam_size: i
         max_len: the most tokens to generate per sentence.
         batch_size: sentences decoded together (sorted by length first, to pad little).
         decode: ``decode(model, src, max_len) -> ids`` to use instead (e.g. your own greedy decoder).
+        new_cache: ``new_cache(model)`` makes an empty key/value cache for each batch (lesson 11's
+            ``kv_cache.new_cache``): every decoding step then feeds only the newest token. The
+            same translations come out, faster. ``None`` (the default) re-reads the whole prefix.
     """
     if isinstance(sources, str):
         raise TypeError("sources must be a list of texts, got a single str: wrap it in a list")
     check_positive_int("beam_size", beam_size)
     check_positive_int("batch_size", batch_size)
+    if decode is not None and new_cache is not None:
+        raise ValueError("give decode= or new_cache=, not both (your own decoder makes its own cache)")
+    if new_cache is not None and not callable(new_cache):
+        raise TypeError(f"new_cache must be a function model -> empty cache (kv_cache.new_cache), "
+                        f"got {type(new_cache).__name__}")
     if decode is None:
-        decode = (lambda m, src, n: greedy_decode(m, src, n)) if beam_size == 1 else \
-            (lambda m, src, n: beam_search(m, src, n, beam_size=beam_size, alpha=alpha)[0])
+        def cache():
+            return None if new_cache is None else new_cache(model)
+        decode = (lambda m, src, n: greedy_decode(m, src, n, cache=cache())) if beam_size == 1 else \
+            (lambda m, src, n: beam_search(m, src, n, beam_size=beam_size, alpha=alpha, cache=cache())[0])
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -218,15 +229,17 @@ class BleuTracker:
     times agree; when other programs share the CPU, the CPU time still measures the work done.
     """
 
-    def __init__(self, task: TranslationTask, split: str = "dev", name: str = "dev_bleu", max_len: int = 32):
-        self.task, self.name, self.max_len = task, name, max_len
+    def __init__(self, task: TranslationTask, split: str = "dev", name: str = "dev_bleu", max_len: int = 32,
+                 new_cache: Callable | None = None):
+        self.task, self.name, self.max_len, self.new_cache = task, name, max_len, new_cache
         self.sources, self.references = task.references(split)
         self.start, self.cpu_start = time.perf_counter(), time.process_time()
         self.eval_seconds = self.eval_cpu_seconds = 0.0
 
     def __call__(self, model) -> dict[str, float]:
         begin, cpu_begin = time.perf_counter(), time.process_time()
-        score = bleu(translate(model, self.task, self.sources, max_len=self.max_len), self.references).score
+        outputs = translate(model, self.task, self.sources, max_len=self.max_len, new_cache=self.new_cache)
+        score = bleu(outputs, self.references).score
         trained = begin - self.start - self.eval_seconds
         cpu_trained = cpu_begin - self.cpu_start - self.eval_cpu_seconds
         self.eval_seconds += time.perf_counter() - begin
