@@ -233,7 +233,7 @@ def test_attention_accepts_correct_versions(fn, capsys):
     (lambda q, k, v: attention.scaled_dot_product_attention(q, k, v), r"keep the exercise's signature"),
     (lambda q, k, v, mask=None: (lambda w: (v.transpose(-2, -1) @ w, w))(attention.scaled_dot_product_attention(q, k, v, mask)[1]),
      r"the output is weights @ v"),
-    (inverts_the_callers_mask, r"inverted its argument `mask` in place on the same sizes with a padding mask"),
+    (inverts_the_callers_mask, r"inverted its argument `mask` in place on q \(2, 3, 5, 4\), k \(2, 3, 7, 4\), v \(2, 3, 7, 6\) with a padding mask"),
 ])
 def test_attention_rejects_wrong_versions(wrong, words):
     with pytest.raises(CheckFailed, match=words):

@@ -366,7 +366,8 @@ def _attention_cases() -> list[tuple[str, tuple]]:
     cases = [
         (f"q ({B}, {H}, {T}, {d_k}), k ({B}, {H}, {S}, {d_k}), v ({B}, {H}, {S}, {d_v}) without a mask",
          (_randn(g, B, H, T, d_k), _randn(g, B, H, S, d_k), _randn(g, B, H, S, d_v), None)),
-        (f"the same sizes with a padding mask of shape {tuple(pad.shape)}",
+        (f"q ({B}, {H}, {T}, {d_k}), k ({B}, {H}, {S}, {d_k}), v ({B}, {H}, {S}, {d_v}) with a padding mask of shape "
+         f"{tuple(pad.shape)}",
          (_randn(g, B, H, T, d_k), _randn(g, B, H, S, d_k), _randn(g, B, H, S, d_v), pad)),
         (f"self-attention (T = S = {T}) with a causal mask of shape {tuple(causal.shape)}",
          (_randn(g, B, H, T, d_k), _randn(g, B, H, T, d_k), _randn(g, B, H, T, d_v), causal)),
