@@ -13,6 +13,11 @@ sys.path.insert(1, str(ROOT))        # course.py
 
 from build_notebooks import lesson_paths  # noqa: E402
 
+# One PyTorch thread per test process, as in the lessons: `python course.py test` runs two xdist
+# workers on two cores, and a worker whose PyTorch spreads over both cores while the other worker
+# runs a lesson is oversubscribed (a 3 s training test took 111 s that way).
+torch.set_num_threads(1)
+
 # Odd, pairwise different sizes: a swapped axis cannot pass unnoticed.
 B, T, S, D, H = 2, 5, 7, 12, 3
 D_K = D // H

@@ -3,7 +3,8 @@
 Since trained results are not compared digit by digit (the output contract, CONTRIBUTING.md), the
 assertions in the lessons' cells are what stands between a broken training run and a green test.
 This test proves they do: it runs each training lesson with every learning-rate scheduler
-sabotaged to a learning rate of 0 (the model never learns), and expects the lesson to stop with
+sabotaged to a learning rate of 0 (the model never learns; its loops stop after 20 steps, since
+the weights cannot move anyway), and expects the lesson to stop with
 the AssertionError of its first trained-result check (``assert_trained``), not earlier (an
 exercise check) and not never.
 """
@@ -74,6 +75,9 @@ def test_a_lesson_whose_training_is_sabotaged_fails_its_trained_result_check(pat
     nb.cells.insert(1, nbformat.v4.new_code_cell(SABOTAGE))       # right after setup_notebook()
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE", raising=False)
+    # At a learning rate of 0 the weights never move: after 20 steps they are what they would be
+    # after the lesson's thousands, so the loops stop there (trained results are still asserted).
+    monkeypatch.setenv("TRANSFORMER_COURSE_MAX_STEPS", "20")
     client = NotebookClient(nb, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     with pytest.raises(CellExecutionError) as failure:

@@ -62,6 +62,9 @@ def test_training_steps_shortens_loops_in_smoke_mode_only(monkeypatch):
     assert training_steps(400) == SMOKE_STEPS and training_steps(1) == 1
     with pytest.raises(ValueError, match="steps"):
         training_steps(0)
+    monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE")
+    monkeypatch.setenv("TRANSFORMER_COURSE_MAX_STEPS", "5")                  # tests/test_sabotage.py
+    assert training_steps(400) == 5 and training_steps(2) == 2
 
 
 def test_a_bad_thread_count_in_the_environment_warns_and_uses_one():

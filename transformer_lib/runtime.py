@@ -6,6 +6,9 @@
 * :func:`pick_device`: CUDA when present, else the CPU;
 * :func:`smoke_test_mode` (``TRANSFORMER_COURSE_SMOKE=1``): training runs :data:`SMOKE_STEPS` steps
   only (:func:`training_steps`), and :func:`assert_trained` checks nothing;
+* ``TRANSFORMER_COURSE_MAX_STEPS=N``: every training loop stops after N steps, and trained results
+  are still asserted (tests/test_sabotage.py: with the learning rate sabotaged to 0 the weights
+  never move, so the remaining steps would change nothing);
 * :func:`setup_notebook`: the first cell of every lesson.
 
 Nothing here imports matplotlib or ipywidgets at import time (see ``transformer_lib.plotting``).
@@ -123,8 +126,11 @@ def smoke_test_mode() -> bool:
 def training_steps(steps: int) -> int:
     """The number of steps a training loop runs: ``steps``, or at most :data:`SMOKE_STEPS` in
     smoke-test mode (:func:`smoke_test_mode`), so a lesson writes ``range(training_steps(400))``
-    instead of testing the mode itself."""
+    instead of testing the mode itself. ``TRANSFORMER_COURSE_MAX_STEPS=N`` caps it at N too."""
     check_positive_int("steps", steps)
+    cap = os.environ.get("TRANSFORMER_COURSE_MAX_STEPS", "")
+    if cap:
+        steps = min(steps, check_positive_int("TRANSFORMER_COURSE_MAX_STEPS", int(cap)))
     return min(steps, SMOKE_STEPS) if smoke_test_mode() else steps
 
 
