@@ -65,6 +65,9 @@ def test_training_steps_shortens_loops_in_smoke_mode_only(monkeypatch):
     monkeypatch.delenv("TRANSFORMER_COURSE_SMOKE")
     monkeypatch.setenv("TRANSFORMER_COURSE_MAX_STEPS", "5")                  # tests/test_sabotage.py
     assert training_steps(400) == 5 and training_steps(2) == 2
+    monkeypatch.setenv("TRANSFORMER_COURSE_MAX_STEPS", "five")
+    with pytest.raises(ValueError, match="whole number of steps, got 'five'"):
+        training_steps(400)
 
 
 def test_a_bad_thread_count_in_the_environment_warns_and_uses_one():

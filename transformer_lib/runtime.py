@@ -130,6 +130,9 @@ def training_steps(steps: int) -> int:
     check_positive_int("steps", steps)
     cap = os.environ.get("TRANSFORMER_COURSE_MAX_STEPS", "")
     if cap:
+        if not cap.strip().isdigit():
+            raise ValueError(f"TRANSFORMER_COURSE_MAX_STEPS must be a whole number of steps, got {cap!r}; "
+                             "unset it to train in full")
         steps = min(steps, check_positive_int("TRANSFORMER_COURSE_MAX_STEPS", int(cap)))
     return min(steps, SMOKE_STEPS) if smoke_test_mode() else steps
 
