@@ -172,6 +172,23 @@ def setup() -> Path:
     return python
 
 
+def pytest_arguments(rest: list[str], environ: dict | None = None, cpus: int | None = None) -> list[str]:
+    """pytest's arguments for ``course.py test``: ``rest``, and fewer xdist workers than pyproject's two
+    when each lesson's kernel runs several PyTorch threads (``TRANSFORMER_COURSE_THREADS``). More busy
+    threads than cores make PyTorch's threads wait for each other, and a 3 s test takes minutes."""
+    environ = os.environ if environ is None else environ
+    if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in rest):
+        return rest                                                   # the caller chose
+    try:
+        threads = max(1, int(environ.get("TRANSFORMER_COURSE_THREADS", "1")))
+    except ValueError:
+        threads = 1                                                   # transformer_lib warns and uses 1
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(2, cpus // threads))
+    return rest if workers == 2 else [*rest, "-n", str(workers)]
+
+
 def main(argv: list[str]) -> int:
     commands = ("lab", "test", "notebooks", "execute", "progress", "bench", "setup")
     if not argv or argv[0] not in commands:
@@ -191,6 +208,8 @@ def main(argv: list[str]) -> int:
     scripts = {"test": ["-m", "pytest"], "notebooks": ["tools/build_notebooks.py"],
                "execute": ["tools/execute_notebooks.py"], "progress": ["tools/progress.py"],
                "bench": ["benchmarks/run_all.py"]}
+    if command == "test":
+        rest = pytest_arguments(rest)
     return subprocess.call([str(python), *scripts[command], *rest], env=env)
 
 

@@ -37,6 +37,8 @@ def randomise_norms(module: torch.nn.Module) -> None:
 def _seed():
     torch.manual_seed(0)
     yield
+    if torch.get_num_threads() != 1:     # a test that changed it must not slow every later test
+        torch.set_num_threads(1)
 
 
 def pytest_collection_modifyitems(config, items):

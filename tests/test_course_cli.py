@@ -203,3 +203,19 @@ def test_the_binder_badge_target_is_one_setting_and_every_link_agrees():
     assert binder_links_off_the_setting(f"[launch]({other})") == [other]
     missing = course.binder_url("notebooks/99_none.ipynb")
     assert binder_links_off_the_setting(f"<a href='{missing}'>") == [missing]
+
+
+@pytest.mark.parametrize("threads, cpus, rest, expected", [
+    ("1", 2, [], []),                                        # pyproject's two workers, one thread each
+    ("2", 2, ["-q"], ["-q", "-n", "1"]),                     # two threads per kernel: one worker
+    ("2", 4, [], []),
+    ("4", 2, [], ["-n", "1"]),
+    ("1", 1, [], ["-n", "1"]),
+    ("abc", 2, [], []),                                      # a typo counts as one thread
+    ("2", 2, ["-n", "0"], ["-n", "0"]),                      # the caller's choice wins
+    ("2", 2, ["-n0"], ["-n0"]),
+    ("2", 2, ["--numprocesses=2"], ["--numprocesses=2"]),
+])
+def test_course_test_runs_no_more_threads_than_cores(threads, cpus, rest, expected):
+    environ = {"TRANSFORMER_COURSE_THREADS": threads}
+    assert course.pytest_arguments(rest, environ, cpus=cpus) == expected

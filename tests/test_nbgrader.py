@@ -263,11 +263,15 @@ def test_the_instructors_requirements_are_pinned_exactly_and_agree_with_the_lear
         assert name not in learners or learners[name] == line, f"{line} disagrees with requirements.txt"
 
 
-def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+def nbgrader(course: Path, *args: str, smoke: bool = False) -> subprocess.CompletedProcess:
     """Run the nbgrader command line in ``course`` as an instructor would (in this environment; nbgrader
-    runs `alembic` from PATH). Kernels inherit PYTHONPATH, so they import this checkout's transformer_lib."""
+    runs `alembic` from PATH). Kernels inherit PYTHONPATH, so they import this checkout's transformer_lib.
+    ``smoke``: training cells run a few steps (TRANSFORMER_COURSE_SMOKE=1, as in the exercise-notebook
+    test); no grade depends on them, and lesson 03's recall training would triple the test's time."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if smoke:
+        env["TRANSFORMER_COURSE_SMOKE"] = "1"
     env.pop("TRANSFORMER_COURSE_GRADING", None)          # the course's nbgrader_config.py must set it
     done = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=env, capture_output=True,
                           text=True, timeout=1800)
@@ -351,7 +355,7 @@ def autograded(course, lessons):
             folder = course / "submitted" / student / name
             folder.mkdir(parents=True)
             (folder / f"{name}.ipynb").write_text(text)
-        nbgrader(course, "autograde", name, "--create")
+        nbgrader(course, "autograde", name, "--create", smoke=True)
     from nbgrader.api import Gradebook
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:

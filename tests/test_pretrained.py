@@ -25,7 +25,6 @@ def state():
 
 @pytest.fixture(scope="module")
 def encoder(state):
-    torch.set_num_threads(2)
     return SE.SentenceEncoder(P.load_pretrained(state=state), P.load_tokenizer())
 
 

@@ -120,15 +120,15 @@ def test_an_endless_loop_is_stopped_after_the_timeout_and_named(tmp_path, capsys
     nb.cells[1].source = SOLVED
     nbformat.write(nb, tmp_path / "02_fine.ipynb")
 
-    assert progress.main(["--dir", str(tmp_path), "--timeout", "20"]) == 0
+    assert progress.main(["--dir", str(tmp_path), "--timeout", "10"]) == 0
     out = capsys.readouterr().out
 
     loop = next(l for l in out.splitlines() if "normalize_rows" in l)
     assert loop.lstrip().startswith("❗")
-    assert "cell 3 ran longer than 20 s and was stopped (an endless loop?" in loop and "--timeout" in loop
+    assert "cell 3 ran longer than 10 s and was stopped (an endless loop?" in loop and "--timeout" in loop
     assert "01_loop: 0 of 1 exercises pass" in out
     assert "02_fine: 1 of 1 exercises pass" in out                  # the next lesson still runs
-    assert "each cell for at most 20 s" in out
+    assert "each cell for at most 10 s" in out
 
 
 def test_timeout_must_be_positive(capsys):

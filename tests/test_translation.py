@@ -173,6 +173,23 @@ def test_translate_greedy_and_beam(family):
             translate(model, task, sources, new_cache=new_cache(model))
 
 
+def test_translate_decodes_a_few_tokens_only_in_the_smoke_test(monkeypatch):
+    from transformer_lib.translation import SMOKE_MAX_LEN
+    task = small_task()
+    seen = []
+
+    def decode(model, src, max_len):
+        seen.append(max_len)
+        return src
+
+    model = torch.nn.Linear(1, 1)
+    translate(model, task, ["I'm cold."], max_len=20, decode=decode)
+    monkeypatch.setenv("TRANSFORMER_COURSE_SMOKE", "1")
+    translate(model, task, ["I'm cold."], max_len=20, decode=decode)
+    translate(model, task, ["I'm cold."], max_len=2, decode=decode)
+    assert seen == [20, SMOKE_MAX_LEN, 2]
+
+
 # -- helpers of the lesson ----------------------------------------------------------------------
 
 def test_unseen_words_and_repetition_loops():

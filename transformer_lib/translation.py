@@ -29,6 +29,7 @@ import torch
 from .bpe import SPACE, normalize_text, pretokenize
 from .data import BatchStream, DateTask
 from .decoding import beam_search, greedy_decode
+from .runtime import smoke_test_mode
 from .tokenizer import Tokenizer
 from .validation import check_positive_int
 
@@ -36,6 +37,9 @@ __all__ = ["Pair", "load_pairs", "group_references", "TranslationTask", "transla
            "exact_match_any", "BleuTracker", "unseen_words", "repeats_ngram", "step_seconds", "DATA_FILE", "SPLITS"]
 
 DATA_FILE = "tatoeba_en_fr.tsv"
+#: The most tokens :func:`translate` generates in the smoke test (``TRANSFORMER_COURSE_SMOKE=1``): a model
+#: trained for a few steps never writes ``<eos>``, and decoding 459 sentences to 32 tokens four times is slow.
+SMOKE_MAX_LEN = 6
 SPLITS = ("train", "dev", "test")
 
 
@@ -141,7 +145,8 @@ def translate(model, task: TranslationTask, sources: Sequence[str], beam_size: i
         model: a trained encoder-decoder (a :class:`~transformer_lib.transformer.Transformer`
             or any model with the interface of :mod:`transformer_lib.decoding`).
         beam_size: 1 decodes greedily, more uses beam search with length penalty ``alpha``.
-        max_len: the most tokens to generate per sentence.
+        max_len: the most tokens to generate per sentence (at most :data:`SMOKE_MAX_LEN` in the
+            smoke test, ``TRANSFORMER_COURSE_SMOKE=1``).
         batch_size: sentences decoded together (sorted by length first, to pad little).
         decode: ``decode(model, src, max_len) -> ids`` to use instead (e.g. your own greedy decoder).
         new_cache: ``new_cache(model)`` makes an empty key/value cache for each batch (lesson 11's
@@ -162,6 +167,8 @@ def translate(model, task: TranslationTask, sources: Sequence[str], beam_size: i
             return None if new_cache is None else new_cache(model)
         decode = (lambda m, src, n: greedy_decode(m, src, n, cache=cache())) if beam_size == 1 else \
             (lambda m, src, n: beam_search(m, src, n, beam_size=beam_size, alpha=alpha, cache=cache())[0])
+    if smoke_test_mode():
+        max_len = min(max_len, SMOKE_MAX_LEN)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
