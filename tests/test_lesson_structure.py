@@ -79,3 +79,25 @@ def test_every_exercise_has_a_hint_in_two_steps(path):
         assert titles[-2:] == ["Hint 1: the idea", "Hint 2: the code"], f"cell {i}: hints {titles}"
         idea, code = (body.strip() for _, body in hints[-2:])
         assert len(idea) > 80 and idea not in code, f"cell {i}: the first hint must explain, not repeat the code"
+
+
+QUOTED_LINE = re.compile(r"`(\w+\.py)`: (.*)")
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_library_lines_quoted_in_the_prose_are_the_librarys(path):
+    """Prose that quotes `file.py`: `a line` (lesson 07's dropout table) quotes transformer_lib as it is:
+    every code span after the file name on that line occurs in the file, so a change there fails here."""
+    stale = []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for line in "".join(cell["source"]).splitlines():
+            for found in QUOTED_LINE.finditer(line):
+                name, rest = found.groups()
+                if not (ROOT / "transformer_lib" / name).exists():
+                    continue
+                source = (ROOT / "transformer_lib" / name).read_text()
+                stale += [f"{name}: {span}" for span in re.findall(r"`([^`]+)`", rest.split("|")[0])
+                          if span not in source]
+    assert not stale, f"the prose quotes lines that transformer_lib no longer has: {stale}"
