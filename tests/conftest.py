@@ -1,11 +1,20 @@
 """Shared test set-up: paths, tiny odd sizes, seeding."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Two xdist workers share the cores. A lesson cell that times two threads (lesson 09) while the other
+# worker is busy makes each parallel region wait for a descheduled thread, and OpenMP's default is to
+# spin while waiting: that cell took 101 s instead of 6 s. Passive waiting (set before PyTorch loads
+# OpenMP, and inherited by every kernel) changes how threads wait, never a result; no test compares
+# timings. A learner's own runs keep the default, which is faster on a quiet machine.
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
