@@ -72,6 +72,9 @@ def lab(tmp_path_factory):
     for folder in ("notebooks", "solutions"):
         shutil.copytree(ROOT / folder, work / folder)
     server = LabServer(work)
+    # training cells run a few steps (as in the exercise-notebook test): no browser check depends on
+    # them, and lesson 03's recall training would add half a minute to "Run All"
+    server.env["TRANSFORMER_COURSE_SMOKE"] = "1"
     write_settings(Path(server.env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings")   # the course's own settings folder
     with server:
         yield server.url, server.token, work

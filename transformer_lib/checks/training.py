@@ -355,14 +355,19 @@ def _teacher_forced_loss(model, batch) -> torch.Tensor:
 #: update (Adam's first step hardly depends on the gradient's scale); the small clip_norm of the first
 #: case is far below the gradient norm, so clipping matters there; the second never clips, so doubled
 #: gradients show; two steps show what one step leaves behind (gradients, the learning rate).
+#: AdamW runs with eps=1e-4, not the lesson's 1e-9: some gradients are zero in exact arithmetic (the
+#: key projection's bias: softmax ignores a constant added to every score) and ~1e-9 of rounding noise
+#: in floating point, and with eps=1e-9 Adam moves such a weight by a whole learning rate in the
+#: noise's direction. A correct step that sums in another order (clipping by hand, another CPU's
+#: kernels) would then be rejected.
 _STEP_CASES = [("one SGD step with clip_norm=0.05 (far below the gradient norm)", "sgd", 0.05, 1),
                ("two SGD steps with momentum and clip_norm=1000 (nothing to clip)", "momentum", 1000.0, 2),
-               ("two AdamW steps as in the lesson, clip_norm=1.0", "adamw", 1.0, 2)]
+               ("two AdamW steps as in the lesson (eps=1e-4), clip_norm=1.0", "adamw", 1.0, 2)]
 
 
 def _optimizer(kind: str, model) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     if kind == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), betas=(0.9, 0.98), eps=1e-9, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(model.parameters(), betas=(0.9, 0.98), eps=1e-4, weight_decay=0.01)
         return optimizer, lr_scheduler(optimizer, lambda step: 0.01 * (step + 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9 if kind == "momentum" else 0.0)
     # a warm-up: every step has its own rate, and no rate is twice another (which doubled gradients would mimic)
