@@ -78,6 +78,7 @@ def test_binder_installs_the_same_server_settings(tmp_path):
 
 
 def test_every_command_runs_with_the_course_folders(monkeypatch):
+    monkeypatch.delenv("TRANSFORMER_COURSE_THREADS", raising=False)     # else `test` adds "-n 1"
     calls = []
     monkeypatch.setattr(course, "setup", lambda: Path("/venv/bin/python"))
     monkeypatch.setattr(course.subprocess, "call", lambda cmd, env=None, **kw: calls.append((cmd, env)) or 0)

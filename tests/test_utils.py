@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from transformer_lib.environment import check_environment, pinned_versions
-from transformer_lib.runtime import seed_everything
+from transformer_lib.runtime import seed_everything, threads_from_environment, usable_cpus
 from transformer_lib.utils import count_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,8 @@ def test_seed_everything_makes_draws_repeat():
     a = torch.randn(4)
     seed_everything(3)
     assert torch.equal(a, torch.randn(4))
-    assert torch.get_num_threads() == 1          # NUM_THREADS: one thread unless configured
+    # NUM_THREADS: one thread unless TRANSFORMER_COURSE_THREADS asks for more (and the CPUs allow it)
+    assert torch.get_num_threads() == max(1, min(threads_from_environment(), usable_cpus()))
     with pytest.raises(TypeError):
         seed_everything(1.5)
 
