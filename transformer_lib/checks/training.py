@@ -362,7 +362,7 @@ def _teacher_forced_loss(model, batch) -> torch.Tensor:
 #: kernels) would then be rejected.
 _STEP_CASES = [("one SGD step with clip_norm=0.05 (far below the gradient norm)", "sgd", 0.05, 1),
                ("two SGD steps with momentum and clip_norm=1000 (nothing to clip)", "momentum", 1000.0, 2),
-               ("two AdamW steps as in the lesson (eps=1e-4), clip_norm=1.0", "adamw", 1.0, 2)]
+               ("two AdamW steps (betas and weight decay as in the lesson, eps=1e-4), clip_norm=1.0", "adamw", 1.0, 2)]
 
 
 def _optimizer(kind: str, model) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
